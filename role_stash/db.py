@@ -1,0 +1,56 @@
+"""Engine and transaction set-up: oslo.db enginefacade, from a URL or a config."""
+
+import os
+
+from oslo_db import options as db_options
+from oslo_db.sqlalchemy import enginefacade
+from sqlalchemy.engine import make_url
+
+# The embedded default: a SQLite file in the working directory.
+DEFAULT_URL = "sqlite:///role_stash.sqlite"
+URL_ENVIRONMENT_VARIABLE = "ROLE_STASH_DATABASE_URL"
+
+# [database] options handed from an oslo.config group to enginefacade.
+_CONFIG_OPTIONS = (
+    "slave_connection", "mysql_sql_mode", "mysql_wsrep_sync_wait",
+    "connection_recycle_time", "connection_debug", "max_pool_size",
+    "max_overflow", "pool_timeout", "sqlite_synchronous", "connection_trace",
+    "max_retries", "retry_interval", "connection_parameters",
+)
+
+
+def resolve_url(url=None):
+    """Return url, else $ROLE_STASH_DATABASE_URL, else the SQLite default."""
+    return url or os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
+
+
+def _backend_options(url):
+    options = {"sqlite_fk": True}
+    parsed = make_url(url)
+    # oslo.db asks MySQL for 3-byte utf8 unless the URL names a charset;
+    # role names may hold any unicode character.
+    if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
+        options["connection_parameters"] = "charset=utf8mb4"
+    return options
+
+
+def context_manager_from_url(url=None, **options):
+    """Return a new enginefacade transaction context for a database URL.
+
+    options are enginefacade's (max_pool_size, max_retries, ...).
+    """
+    url = resolve_url(url)
+    context_manager = enginefacade.transaction_context()
+    context_manager.configure(
+        connection=url, **{**_backend_options(url), **options})
+    return context_manager
+
+
+def context_manager_from_config(conf, group="database"):
+    """Return a new enginefacade transaction context for an oslo.config
+    [database] section (oslo.db's options are registered if needed)."""
+    conf.register_opts(db_options.database_opts, group)
+    section = conf[group]
+    options = {name: section[name] for name in _CONFIG_OPTIONS
+               if section[name] not in (None, "")}
+    return context_manager_from_url(section.connection, **options)

@@ -1,0 +1,117 @@
+"""Schema migrations: Alembic, one linear history, each revision in a phase.
+
+Every revision module declares ``phase = "expand"`` (additive, safe while
+services of the previous release run) or ``phase = "contract"`` (destructive,
+run once every service is upgraded). The history stays linear so that a plain
+``alembic upgrade head`` always works; an online upgrade applies the pending
+revisions phase by phase instead:
+
+    sync(..., phase=EXPAND)    up to, not including, the first pending
+                               contract revision
+    sync(..., phase=CONTRACT)  the pending contract revisions, stopping
+                               before the next expand one
+"""
+
+import os
+
+from alembic import command
+from alembic import config as alembic_config
+from alembic import script as alembic_script
+from alembic.runtime import migration as alembic_migration
+
+EXPAND = "expand"
+CONTRACT = "contract"
+PHASES = (EXPAND, CONTRACT)
+
+# Named for this package, so the schema can share a database (Nova's, say)
+# with another Alembic-managed project.
+VERSION_TABLE = "role_stash_alembic_version"
+
+# Exit codes of `role-stash-manage db check`, as `keystone-manage db_sync
+# --check` answers them.
+AT_HEAD = 0
+EXPAND_PENDING = 2
+CONTRACT_PENDING = 4
+
+
+def script_location():
+    """Return the migrations folder: the installed package's, else the
+    source checkout's alembic/ (an editable install)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(package, "migrations")
+    if os.path.isdir(installed):
+        return installed
+    return os.path.join(os.path.dirname(package), "alembic")
+
+
+def make_config(connection=None):
+    """Return an Alembic Config on the packaged migrations, handing env.py
+    connection (in config.attributes, Alembic's cookbook convention)."""
+    config = alembic_config.Config()
+    config.set_main_option("script_location", script_location())
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def revisions(config=None):
+    """Return the revision scripts, base first."""
+    scripts = alembic_script.ScriptDirectory.from_config(config or make_config())
+    return list(reversed(list(scripts.walk_revisions())))
+
+
+def phase_of(script):
+    """Return the phase a revision script declares."""
+    phase = getattr(script.module, "phase", None)
+    if phase not in PHASES:
+        raise ValueError(
+            f"revision {script.revision} declares phase {phase!r}; "
+            f"expected one of {PHASES}")
+    return phase
+
+
+def current_revision(connection):
+    """Return the revision the database is at, or None (empty schema)."""
+    context = alembic_migration.MigrationContext.configure(
+        connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def pending_revisions(connection):
+    """Return the revision scripts not yet applied, in order."""
+    history = revisions()
+    current = current_revision(connection)
+    applied = [script.revision for script in history].index(current) + 1 \
+        if current is not None else 0
+    return history[applied:]
+
+
+def sync_target(pending, phase=None):
+    """Return the revision to upgrade to for a phase (None: everything),
+    or None when that phase has nothing to apply."""
+    if phase is not None and phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}")
+    stop = len(pending)
+    if phase is not None:
+        # A run of the wanted phase from the first pending revision.
+        stop = 0
+        while stop < len(pending) and phase_of(pending[stop]) == phase:
+            stop += 1
+    return pending[stop - 1].revision if stop else None
+
+
+def sync(connection, phase=None):
+    """Upgrade the schema (all pending, or one phase); return the revision
+    reached, or None when nothing was to apply."""
+    target = sync_target(pending_revisions(connection), phase)
+    if target is not None:
+        command.upgrade(make_config(connection), target)
+    return target
+
+
+def check(connection):
+    """Return AT_HEAD, EXPAND_PENDING or CONTRACT_PENDING."""
+    pending = pending_revisions(connection)
+    if not pending:
+        return AT_HEAD
+    return EXPAND_PENDING if phase_of(pending[0]) == EXPAND else CONTRACT_PENDING

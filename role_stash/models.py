@@ -1,0 +1,84 @@
+"""SQLAlchemy models: the schema's present. alembic/versions/ is its history."""
+
+import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy import orm
+
+UUID_LENGTH = 36
+# Keystone's ids and role names fit in 255 characters.
+ID_LENGTH = 255
+ROLE_NAME_LENGTH = 255
+
+NAMING_CONVENTION = {
+    "ix": "%(table_name)s_%(column_0_N_name)s_idx",
+    "uq": "uniq_%(table_name)s0%(column_0_N_name)s",
+    "fk": "%(table_name)s_%(column_0_name)s_fkey",
+    "pk": "%(table_name)s_pkey",
+}
+
+# utf8mb4 keeps every unicode character; the binary collation compares
+# exactly, as PostgreSQL and SQLite do ('Admin' != 'admin').
+MYSQL_TABLE_ARGS = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+
+# MySQL's DATETIME drops microseconds unless asked to keep them.
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class Base(orm.DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Stash(Base):
+    """The creating user's identity for one instance.
+
+    A live stash has deleted == 0; soft delete sets deleted to the row's id,
+    so the unique (instance_uuid, deleted) pair allows one live stash per
+    instance and any number of deleted ones, on every backend.
+    """
+
+    __tablename__ = "role_stashes"
+    __table_args__ = (
+        sa.UniqueConstraint("instance_uuid", "deleted"),
+        sa.Index(None, "project_id", "deleted", "id"),
+        sa.Index(None, "deleted_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(sa.String(UUID_LENGTH))
+    project_id: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
+    project_domain_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(ID_LENGTH))
+    user_domain_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(ID_LENGTH))
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(Timestamp)
+    updated_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        Timestamp)
+    deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        Timestamp)
+    deleted: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, server_default=sa.text("0"))
+
+
+class StashRole(Base):
+    """One role of a stash, at its position in the creating user's list."""
+
+    __tablename__ = "role_stash_roles"
+    __table_args__ = (
+        sa.UniqueConstraint("stash_id", "name"),
+        sa.Index(None, "name", "stash_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    stash_id: orm.Mapped[int] = orm.mapped_column(
+        sa.ForeignKey(Stash.id, ondelete="CASCADE"), primary_key=True)
+    position: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=False)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(ROLE_NAME_LENGTH))

@@ -1,0 +1,113 @@
+"""Argument checks run before any SQL: each returns the normalized value."""
+
+import collections.abc
+import datetime
+import re
+
+from role_stash import exception
+from role_stash import models
+
+# The one form Nova writes: 8-4-4-4-12 hex digits; stored in lower case.
+_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# C0 and C1 control characters, DEL and NUL among them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+MAX_LIMIT = 1000
+MAX_BULK = 1000
+
+
+def _fail(field, reason):
+    raise exception.InvalidArgument(field, reason)
+
+
+def _type_name(value):
+    return type(value).__name__
+
+
+def instance_uuid(value, field="instance_uuid"):
+    """Return the UUID in canonical lower-case form."""
+    if not isinstance(value, str):
+        _fail(field, f"expected a UUID string, got {_type_name(value)}")
+    normalized = value.lower()
+    if not _UUID.fullmatch(normalized):
+        _fail(field, f"{value!r} is not a UUID of the form "
+                     "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
+    return normalized
+
+
+def text(value, field, max_length=models.ID_LENGTH):
+    """Return a non-empty, printable, trimmed string of at most max_length."""
+    if not isinstance(value, str):
+        _fail(field, f"expected a string, got {_type_name(value)}")
+    if not value:
+        _fail(field, "must not be empty")
+    if len(value) > max_length:
+        _fail(field, f"longer than {max_length} characters ({len(value)})")
+    if _CONTROL.search(value):
+        _fail(field, "contains a control character (NUL included)")
+    if value != value.strip():
+        _fail(field, "has leading or trailing whitespace")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        _fail(field, "is not valid unicode (lone surrogate)")
+    return value
+
+
+def optional_text(value, field):
+    """Return None, or the string checked as text()."""
+    return None if value is None else text(value, field)
+
+
+def role_names(value, field="roles"):
+    """Return the role names as a tuple, first occurrences kept in order."""
+    if not isinstance(value, (list, tuple)):
+        _fail(field, f"expected a list of role names, got {_type_name(value)}")
+    names = (text(name, f"{field}[{index}]", models.ROLE_NAME_LENGTH)
+             for index, name in enumerate(value))
+    return tuple(dict.fromkeys(names))
+
+
+def instance_uuids(value, field="instance_uuids"):
+    """Return the distinct UUIDs, canonical, in the order given."""
+    if isinstance(value, (str, bytes)) or not isinstance(
+            value, collections.abc.Collection):
+        _fail(field, f"expected a collection of UUIDs, got {_type_name(value)}")
+    if len(value) > MAX_BULK:
+        _fail(field, f"more than {MAX_BULK} UUIDs ({len(value)})")
+    return tuple(dict.fromkeys(
+        instance_uuid(item, f"{field}[{index}]")
+        for index, item in enumerate(value)))
+
+
+def positive_int(value, field):
+    """Return value if it is an int of at least 1 (bools refused)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        _fail(field, f"expected an integer, got {_type_name(value)}")
+    if value < 1:
+        _fail(field, f"must be at least 1, got {value}")
+    return value
+
+
+def limit(value, field="limit"):
+    """Return the page size: MAX_LIMIT when None, capped at MAX_LIMIT."""
+    if value is None:
+        return MAX_LIMIT
+    return min(positive_int(value, field), MAX_LIMIT)
+
+
+def utc_datetime(value, field):
+    """Return a naive UTC datetime; an aware one is converted."""
+    if not isinstance(value, datetime.datetime):
+        _fail(field, f"expected a datetime, got {_type_name(value)}")
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def flag(value, field):
+    """Return value if it is a bool."""
+    if not isinstance(value, bool):
+        _fail(field, f"expected True or False, got {_type_name(value)}")
+    return value

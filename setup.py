@@ -1,0 +1,42 @@
+"""role_stash: the create-time roles of each instance, for Nova's metadata."""
+
+import setuptools
+
+setuptools.setup(
+    name="role_stash",
+    version="0.1.0",
+    description="Create-time roles of compute instances, kept for the "
+                "metadata service's dynamic vendordata",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # The root alembic/ folder ships inside the package as
+    # role_stash.migrations, so an installed wheel can migrate.
+    packages=["role_stash", "role_stash.migrations",
+              "role_stash.migrations.versions"],
+    package_dir={"role_stash.migrations": "alembic"},
+    package_data={"role_stash.migrations": ["script.py.mako"]},
+    install_requires=[
+        "SQLAlchemy>=2.0,<3",
+        "alembic>=1.13",
+        "oslo.db>=16.0.0",
+        "oslo.config>=9.0.0",
+        "oslo.utils>=7.0.0",
+        # Drivers named in every URL: postgresql+psycopg2://, mysql+pymysql://
+        "psycopg2-binary>=2.9",
+        "PyMySQL>=1.1",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "testing.postgresql>=1.3.0",
+            "testresources>=2.0",
+        ],
+        "benchmark": [
+            "pyinstrument>=4",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["role-stash-manage = role_stash.cli:main"],
+    },
+)
