@@ -34,6 +34,12 @@ def _backend_options(url):
     return options
 
 
+def _hide_parameters(engine):
+    # Error messages, and oslo.db's log of them, then carry the SQL but
+    # never the bound values (role names, ids).
+    engine.hide_parameters = True
+
+
 def context_manager_from_url(url=None, **options):
     """Return a new enginefacade transaction context for a database URL.
 
@@ -43,6 +49,7 @@ def context_manager_from_url(url=None, **options):
     context_manager = enginefacade.transaction_context()
     context_manager.configure(
         connection=url, **{**_backend_options(url), **options})
+    context_manager.append_on_engine_create(_hide_parameters)
     return context_manager
 
 

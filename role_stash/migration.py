@@ -100,12 +100,22 @@ def sync_target(pending, phase=None):
     return pending[stop - 1].revision if stop else None
 
 
+def upgrade(connection, target="head"):
+    """Upgrade the schema to a revision."""
+    command.upgrade(make_config(connection), target)
+
+
+def downgrade(connection, target):
+    """Downgrade the schema to a revision ("base": no tables)."""
+    command.downgrade(make_config(connection), target)
+
+
 def sync(connection, phase=None):
     """Upgrade the schema (all pending, or one phase); return the revision
     reached, or None when nothing was to apply."""
     target = sync_target(pending_revisions(connection), phase)
     if target is not None:
-        command.upgrade(make_config(connection), target)
+        upgrade(connection, target)
     return target
 
 

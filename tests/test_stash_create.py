@@ -1,0 +1,115 @@
+"""Server create: stashing the creating user's identity for an instance."""
+
+import dataclasses
+
+import pytest
+
+from role_stash import exception
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+
+
+def stash(repository, instance=INSTANCE, **overrides):
+    payload = {"project_id": "p-1", "user_id": "u-1",
+               "roles": ["member", "reader"], **overrides}
+    return repository.stash_roles(instance, **payload)
+
+
+def test_stash_returns_what_the_metadata_get_reads(repository):
+    stashed = stash(repository, project_domain_id="default",
+                    user_domain_id="users")
+    assert repository.get_stash(INSTANCE) == stashed
+    assert stashed.roles == ("member", "reader")
+    assert (stashed.project_domain_id, stashed.user_domain_id) == (
+        "default", "users")
+    assert stashed.created_at is not None and stashed.updated_at is None
+
+
+def test_uuid_is_stored_in_canonical_lower_case(repository):
+    stashed = stash(repository, instance=INSTANCE.upper())
+    assert stashed.instance_uuid == INSTANCE
+    assert repository.get_stash(INSTANCE.upper()).instance_uuid == INSTANCE
+
+
+def test_exact_repeat_of_a_create_returns_the_first_stash(repository):
+    first = stash(repository)
+    assert stash(repository) == first
+    assert repository.list_stashes() == [first]
+
+
+def test_different_payload_for_a_live_stash_conflicts(repository):
+    first = stash(repository)
+    for change in ({"roles": ["admin"]}, {"project_id": "p-2"},
+                   {"user_id": "u-2"}, {"roles": ["reader", "member"]},
+                   {"user_domain_id": "d"}):
+        with pytest.raises(exception.StashConflict, match=INSTANCE):
+            stash(repository, **change)
+    assert repository.get_stash(INSTANCE) == first
+
+
+def test_replace_overwrites_a_live_stash(repository):
+    first = stash(repository)
+    second = stash(repository, roles=["admin"], user_id="u-2", replace=True)
+    assert second.roles == ("admin",) and second.user_id == "u-2"
+    assert second.created_at == first.created_at
+    assert second.updated_at is not None
+    assert repository.get_stash(INSTANCE) == second
+
+
+def test_replace_without_a_stash_creates_one(repository):
+    stashed = stash(repository, replace=True)
+    assert repository.get_stash(INSTANCE) == stashed
+
+
+def test_duplicate_roles_collapse_keeping_first_order(repository):
+    stashed = stash(repository, roles=["reader", "member", "reader", "admin",
+                                       "member"])
+    assert repository.get_stash(INSTANCE).roles == (
+        "reader", "member", "admin") == stashed.roles
+
+
+def test_role_names_keep_commas_case_and_any_unicode(repository):
+    roles = ["a,b", "Admin", "admin", "rôle", "角色", "🔑 key", "x" * 255,
+             "with space inside", "'; DROP TABLE role_stashes; --"]
+    stash(repository, roles=roles)
+    assert repository.get_stash(INSTANCE).roles == tuple(roles)
+
+
+def test_many_roles_have_no_length_cliff(repository):
+    roles = [f"role-{index:04d}-" + "r" * 240 for index in range(300)]
+    stash(repository, roles=roles)
+    assert repository.get_stash(INSTANCE).roles == tuple(roles)
+
+
+def test_a_user_with_no_roles_is_stashed(repository):
+    stash(repository, roles=[])
+    assert repository.get_stash(INSTANCE).roles == ()
+
+
+def test_ids_of_keystone_length_are_kept(repository):
+    long_id = "i" * 255
+    stash(repository, project_id=long_id, user_id=long_id,
+          project_domain_id=long_id, user_domain_id=long_id)
+    stashed = repository.get_stash(INSTANCE)
+    assert stashed.project_id == stashed.user_id == long_id
+    assert stashed.project_domain_id == stashed.user_domain_id == long_id
+
+
+def test_stash_is_a_frozen_value(repository):
+    stashed = stash(repository)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stashed.roles = ("admin",)
+
+
+def test_stash_from_a_request_context_reads_identity_only(repository):
+    class RequestContext:
+        project_id = "p-1"
+        user_id = "u-1"
+        roles = ["member"]
+        project_domain_id = "default"
+        user_domain_id = "default"
+        auth_token = "gAAAAAB-secret-token"
+
+    stashed = repository.stash_from_context(RequestContext(), INSTANCE)
+    assert stashed.roles == ("member",)
+    assert "gAAAAAB" not in repr(stashed)
