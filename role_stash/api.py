@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import threading
 
 from oslo_db import api as oslo_db_api
 from oslo_db import exception as db_exc
@@ -160,6 +161,8 @@ class StashRepository:
         """Use an oslo.db enginefacade transaction context manager; pass the
         caller's own to let calls join the caller's transactions."""
         self._context_manager = context_manager
+        self._autocommit_engine = None
+        self._autocommit_engine_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url=None, **options):
@@ -172,9 +175,23 @@ class StashRepository:
         """Return a repository on an oslo.config [database] section."""
         return cls(db.context_manager_from_config(conf, group))
 
+    def close(self):
+        """Close the pooled connections of this repository."""
+        self._context_manager.dispose_pool()
+        if self._autocommit_engine is not None:
+            self._autocommit_engine.dispose()
+
+    def _lone_reads_engine(self):
+        with self._autocommit_engine_lock:
+            if self._autocommit_engine is None:
+                self._autocommit_engine = db.autocommit_engine(
+                    self._context_manager.reader.get_engine())
+        return self._autocommit_engine
+
     def _run(self, writer, context, work, conflict=None):
-        """Run work(connection) in the caller's transaction when context is
-        given, else in a retried transaction of its own."""
+        """Run work(connection): in the caller's transaction when context
+        is given; else, retried, a write in a transaction of its own and a
+        read in autocommit (one round trip per statement)."""
         manager = (self._context_manager.writer if writer
                    else self._context_manager.reader).connection
 
@@ -182,10 +199,16 @@ class StashRepository:
             with manager.using(context) as connection:
                 return work(connection)
 
+        def alone():
+            if writer:
+                return in_transaction(_OwnTransaction())
+            with self._lone_reads_engine().connect() as connection:
+                return work(connection)
+
         with _translated_errors(conflict):
             if context is not None:
                 return in_transaction(context)
-            return _retry(in_transaction)(_OwnTransaction())
+            return _retry(alone)()
 
     def stash_roles(self, instance_uuid, *, project_id, user_id, roles,
                     project_domain_id=None, user_domain_id=None,

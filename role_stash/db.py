@@ -4,6 +4,8 @@ import os
 
 from oslo_db import options as db_options
 from oslo_db.sqlalchemy import enginefacade
+from oslo_db.sqlalchemy import exc_filters
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 # The embedded default: a SQLite file in the working directory.
@@ -61,3 +63,25 @@ def context_manager_from_config(conf, group="database"):
     options = {name: section[name] for name in _CONFIG_OPTIONS
                if section[name] not in (None, "")}
     return context_manager_from_url(section.connection, **options)
+
+
+def autocommit_engine(engine):
+    """Return an engine for lone reads on the database of an enginefacade
+    engine: one statement per call, no transaction around it.
+
+    Autocommit sends no BEGIN or ROLLBACK, and no reset on return to the
+    pool; there is no pre-ping either: a connection found dead is
+    invalidated by SQLAlchemy and the caller retries (api._retry), which
+    costs a round trip once per lost connection instead of once per call.
+    oslo.db's filters still translate every error.
+    """
+    options = {}
+    if engine.dialect.name == "postgresql":
+        options["client_encoding"] = "utf8"
+    # Pool sizes and recycle time as oslo.db's [database] defaults.
+    reader = sa.create_engine(
+        engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False,
+        pool_reset_on_return=None, pool_recycle=3600, pool_size=5,
+        max_overflow=50, hide_parameters=True, **options)
+    exc_filters.register_engine(reader)
+    return reader

@@ -162,7 +162,7 @@ def upgrade(url, target="head"):
 def _session_repository(migrated_url):
     repository = api.StashRepository.from_url(migrated_url)
     yield repository
-    repository._context_manager.dispose_pool()
+    repository.close()
 
 
 @pytest.fixture
@@ -175,29 +175,24 @@ def repository(_session_repository):
         connection.execute(api.STASHES.delete())
 
 
-@pytest.fixture
-def engine(repository):
-    """The repository's engine, for looking behind it."""
-    return repository._context_manager.writer.get_engine()
-
 
 @pytest.fixture
 def count_statements():
-    """count_statements(engine): a block that collects every statement the
-    engine sends while in it."""
+    """count_statements(): a block that collects every statement any engine
+    sends while in it."""
 
     @contextlib.contextmanager
-    def counting(engine):
+    def counting():
         statements = []
 
         def record(conn, cursor, statement, parameters, context, many):
             statements.append(statement)
 
-        sa.event.listen(engine, "before_cursor_execute", record)
+        sa.event.listen(sa.Engine, "before_cursor_execute", record)
         try:
             yield statements
         finally:
-            sa.event.remove(engine, "before_cursor_execute", record)
+            sa.event.remove(sa.Engine, "before_cursor_execute", record)
 
     return counting
 

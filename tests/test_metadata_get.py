@@ -1,0 +1,60 @@
+"""The metadata GET: reading a stash back, and the vendordata fields."""
+
+import pytest
+
+from role_stash import api
+from role_stash import exception
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+OTHER = "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c"
+
+
+def test_metadata_get_after_create_returns_boot_roles(repository):
+    repository.stash_roles(INSTANCE, project_id="p-1", user_id="u-1",
+                           roles=["member", "reader"])
+    assert repository.get_stash(INSTANCE).vendordata() == {
+        "project-id": "p-1", "instance-id": INSTANCE,
+        "boot-roles": "member,reader"}
+
+
+def test_metadata_get_is_one_statement(repository, count_statements):
+    repository.stash_roles(INSTANCE, project_id="p-1", user_id="u-1",
+                           roles=["member", "reader"])
+    with count_statements() as statements:
+        repository.get_stash(INSTANCE)
+    assert len(statements) == 1
+
+
+def test_missing_stash_is_not_found(repository):
+    with pytest.raises(exception.StashNotFound, match=INSTANCE):
+        repository.get_stash(INSTANCE)
+
+
+def test_deleted_stash_is_not_found(repository):
+    repository.stash_roles(INSTANCE, project_id="p-1", user_id="u-1",
+                           roles=["member"])
+    repository.delete_stash(INSTANCE)
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash(INSTANCE)
+
+
+def test_stashes_of_other_instances_are_not_read(repository):
+    repository.stash_roles(OTHER, project_id="p-2", user_id="u-2",
+                           roles=["admin"])
+    repository.stash_roles(INSTANCE, project_id="p-1", user_id="u-1",
+                           roles=["member"])
+    assert repository.get_stash(INSTANCE).roles == ("member",)
+    assert repository.get_stash(OTHER).roles == ("admin",)
+
+
+def test_role_with_a_comma_is_left_out_of_legacy_boot_roles():
+    stash = api.Stash(instance_uuid=INSTANCE, project_id="p", user_id="u",
+                      roles=("member", "reader,admin", "observer"))
+    assert stash.vendordata()["boot-roles"] == "member,observer"
+    assert "reader,admin" in stash.roles
+
+
+def test_vendordata_of_no_roles_is_an_empty_string():
+    stash = api.Stash(instance_uuid=INSTANCE, project_id="p", user_id="u",
+                      roles=())
+    assert stash.vendordata()["boot-roles"] == ""

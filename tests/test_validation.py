@@ -1,0 +1,110 @@
+"""Bad input: a clear InvalidArgument naming the field, before any SQL."""
+
+import datetime
+
+import pytest
+
+from role_stash import exception
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+GOOD = {"project_id": "p-1", "user_id": "u-1", "roles": ["member"]}
+
+BAD_STASHES = [
+    ({"instance_uuid": None}, "instance_uuid"),
+    ({"instance_uuid": 42}, "instance_uuid"),
+    ({"instance_uuid": ""}, "instance_uuid"),
+    ({"instance_uuid": "not-a-uuid"}, "instance_uuid"),
+    ({"instance_uuid": INSTANCE[:-1]}, "instance_uuid"),
+    ({"instance_uuid": INSTANCE + "0"}, "instance_uuid"),
+    ({"instance_uuid": INSTANCE.replace("-", "")}, "instance_uuid"),
+    ({"instance_uuid": "{" + INSTANCE + "}"}, "instance_uuid"),
+    ({"instance_uuid": INSTANCE[:-1] + "g"}, "instance_uuid"),
+    ({"instance_uuid": INSTANCE + "\x00"}, "instance_uuid"),
+    ({"instance_uuid": INSTANCE.encode()}, "instance_uuid"),
+    ({"project_id": ""}, "project_id"),
+    ({"project_id": None}, "project_id"),
+    ({"project_id": 7}, "project_id"),
+    ({"project_id": "p" * 256}, "project_id"),
+    ({"project_id": "p\x00"}, "project_id"),
+    ({"project_id": " p"}, "project_id"),
+    ({"user_id": ""}, "user_id"),
+    ({"user_id": b"u"}, "user_id"),
+    ({"user_id": "u\n1"}, "user_id"),
+    ({"project_domain_id": ""}, "project_domain_id"),
+    ({"user_domain_id": "d" * 256}, "user_domain_id"),
+    ({"roles": "member"}, "roles"),
+    ({"roles": None}, "roles"),
+    ({"roles": {"member"}}, "roles"),
+    ({"roles": [""]}, "roles[0]"),
+    ({"roles": ["member", None]}, "roles[1]"),
+    ({"roles": ["member", 3]}, "roles[1]"),
+    ({"roles": ["r" * 256]}, "roles[0]"),
+    ({"roles": ["mem\x00ber"]}, "roles[0]"),
+    ({"roles": ["tab\there"]}, "roles[0]"),
+    ({"roles": ["del\x7f"]}, "roles[0]"),
+    ({"roles": ["c1\x85"]}, "roles[0]"),
+    ({"roles": ["surrogate\ud800"]}, "roles[0]"),
+    ({"roles": ["trailing "]}, "roles[0]"),
+    ({"replace": "yes"}, "replace"),
+]
+
+
+@pytest.mark.parametrize("change, field", BAD_STASHES,
+                         ids=[str(index) for index in range(len(BAD_STASHES))])
+def test_bad_stash_argument_is_refused_before_any_sql(
+        repository, count_statements, change, field):
+    arguments = {"instance_uuid": INSTANCE, **GOOD, **change}
+    with count_statements() as statements:
+        with pytest.raises(exception.InvalidArgument) as raised:
+            repository.stash_roles(arguments.pop("instance_uuid"), **arguments)
+    assert raised.value.field == field
+    assert field in str(raised.value)
+    assert statements == []
+    assert repository.list_stashes() == []
+
+
+def test_invalid_argument_is_a_role_stash_error_and_a_value_error():
+    assert issubclass(exception.InvalidArgument, exception.RoleStashError)
+    assert issubclass(exception.InvalidArgument, ValueError)
+
+
+def test_a_token_or_password_is_not_an_argument(repository):
+    with pytest.raises(TypeError):
+        repository.stash_roles(INSTANCE, auth_token="secret", **GOOD)
+    with pytest.raises(TypeError):
+        repository.stash_roles(INSTANCE, password="secret", **GOOD)
+    assert repository.list_stashes() == []
+
+
+BAD_READS = [
+    ("get_stash", ("nope",), {}, "instance_uuid"),
+    ("get_stash", (None,), {}, "instance_uuid"),
+    ("get_stashes", (INSTANCE,), {}, "instance_uuids"),
+    ("get_stashes", (None,), {}, "instance_uuids"),
+    ("get_stashes", ([INSTANCE, "x"],), {}, "instance_uuids[1]"),
+    ("get_stashes", ([INSTANCE] * 1001,), {}, "instance_uuids"),
+    ("list_stashes", (), {"limit": 0}, "limit"),
+    ("list_stashes", (), {"limit": -1}, "limit"),
+    ("list_stashes", (), {"limit": "10"}, "limit"),
+    ("list_stashes", (), {"limit": True}, "limit"),
+    ("list_stashes", (), {"marker": "x"}, "marker"),
+    ("list_stashes", (), {"project_id": ""}, "project_id"),
+    ("list_stashes", (), {"role": "r" * 256}, "role"),
+    ("list_stashes", (), {"role": "a\x00"}, "role"),
+    ("delete_stash", ("x",), {}, "instance_uuid"),
+    ("purge_deleted", (), {"older_than": "2020-01-01"}, "older_than"),
+    ("purge_deleted", (), {"older_than": datetime.datetime(2020, 1, 1),
+                           "batch_size": 0}, "batch_size"),
+]
+
+
+@pytest.mark.parametrize("method, args, kwargs, field", BAD_READS,
+                         ids=[f"{row[0]}-{index}"
+                              for index, row in enumerate(BAD_READS)])
+def test_bad_argument_of_other_calls_is_refused_before_any_sql(
+        repository, count_statements, method, args, kwargs, field):
+    with count_statements() as statements:
+        with pytest.raises(exception.InvalidArgument) as raised:
+            getattr(repository, method)(*args, **kwargs)
+    assert raised.value.field == field
+    assert statements == []
