@@ -52,7 +52,6 @@ DEFAULT_URLS = {
 ROLES = ("member", "reader", "admin")
 BULK = 100
 BLOCK = 100
-WARMUP = 200
 POPULATE_BATCH = 5000
 STATEMENT_SAMPLE = 100
 PROFILE_READS = 2000
@@ -83,13 +82,15 @@ class Settings:
     """How much work one run does."""
 
     sizes: tuple[int, ...]
-    calls: int
+    calls: int  # timed calls per side of read and write; a tenth more warm up
+    bulk_calls: int
     memory_reads: int
 
 
-QUICK = Settings(sizes=(10_000,), calls=2000, memory_reads=10_000)
+QUICK = Settings(sizes=(10_000,), calls=2000, bulk_calls=400,
+                 memory_reads=10_000)
 FULL = Settings(sizes=(10_000, 100_000, 1_000_000), calls=10_000,
-                memory_reads=100_000)
+                bulk_calls=2000, memory_reads=100_000)
 
 
 def _connect_sqlite(url, autocommit):
@@ -121,7 +122,7 @@ class Backend:
     connect: object  # (url, autocommit) -> DB-API connection
     placeholder: str
     analyze_sql: str
-    admin_database: str | None = None  # None: the database is a file
+    admin_database: str | None = None  # to CREATE/DROP from; None: a file
     create_sql: str | None = None
     drop_sql: str | None = None
 
@@ -133,7 +134,7 @@ BACKENDS = {
         "CREATE DATABASE {}", "DROP DATABASE IF EXISTS {} WITH (FORCE)"),
     "mariadb": Backend(
         _connect_mariadb, "%s", "ANALYZE TABLE role_stashes, role_stash_roles",
-        None, "CREATE DATABASE {} CHARACTER SET utf8mb4",
+        "mysql", "CREATE DATABASE {} CHARACTER SET utf8mb4",
         "DROP DATABASE IF EXISTS {}"),
 }
 
@@ -189,15 +190,15 @@ def timing_record(backend, operation, rows, api_ns, raw_ns):
             "ratio_p99": round(p99 / raw_p99, 2)}
 
 
-def compare(api_call, raw_call, api_args, raw_args):
-    """Call both on their args (the first WARMUP untimed), alternating
+def compare(api_call, raw_call, api_args, raw_args, warmup):
+    """Call both on their args (the first warmup untimed), alternating
     blocks and which goes first; return the API and raw times in ns."""
-    for api_arg, raw_arg in zip(api_args[:WARMUP], raw_args[:WARMUP]):
+    for api_arg, raw_arg in zip(api_args[:warmup], raw_args[:warmup]):
         api_call(api_arg)
         raw_call(raw_arg)
     api_ns, raw_ns = [], []
     sides = [(api_call, api_args, api_ns), (raw_call, raw_args, raw_ns)]
-    for start in range(WARMUP, len(api_args), BLOCK):
+    for start in range(warmup, len(api_args), BLOCK):
         for call, args, times in sides:
             for arg in args[start:start + BLOCK]:
                 began = time.perf_counter_ns()
@@ -226,13 +227,19 @@ class BackendBench:
         self.settings = settings
         self.rng = random.Random(42)
         self.populated = 0
+        self.read_sql = self.sql(READ_SQL.format(match="= ?"))
+        self.bulk_read_sql = self.sql(READ_SQL.format(
+            match="IN (" + ", ".join("?" * BULK) + ")"))
+        self.write_sqls = (
+            self.sql(INSERT_STASHES_SQL + "(?, ?, ?, ?, 0) RETURNING id"),
+            self.sql(INSERT_ROLES_SQL + ", ".join(["(?, ?, ?)"] * len(ROLES))))
 
     def __enter__(self):
         _create_database(self.backend, self.url)
         self.repo = api.StashRepository.from_url(
             self.url.render_as_string(hide_password=False))
-        self.engine = self.repo._context_manager.writer.get_engine()
-        with self.engine.begin() as connection:
+        engine = self.repo._context_manager.writer.get_engine()
+        with engine.begin() as connection:
             migration.sync(connection)
         self.reader = self.backend.connect(self.url, autocommit=True)
         self.writer = self.backend.connect(self.url, autocommit=False)
@@ -241,7 +248,7 @@ class BackendBench:
     def __exit__(self, *exc_info):
         self.reader.close()
         self.writer.close()
-        self.engine.dispose()
+        self.repo.close()
         _drop_database(self.backend, self.url)
 
     def sql(self, text):
@@ -272,24 +279,28 @@ class BackendBench:
         return [uuid_for(self.rng.randrange(self.populated))
                 for _ in range(count)]
 
-    def raw_select(self, instance_uuids):
-        """Run the repository's SELECT for instance_uuids; return the rows."""
-        match = ("= ?" if len(instance_uuids) == 1 else
-                 "IN (" + ", ".join("?" * len(instance_uuids)) + ")")
+    def raw_read(self, params):
+        """Run the repository's SELECT of one stash; return the rows."""
         cursor = self.reader.cursor()
-        cursor.execute(self.sql(READ_SQL.format(match=match)), instance_uuids)
+        cursor.execute(self.read_sql, params)
+        return cursor.fetchall()
+
+    def raw_bulk_read(self, params):
+        """Run the repository's SELECT of BULK stashes; return the rows."""
+        cursor = self.reader.cursor()
+        cursor.execute(self.bulk_read_sql, params)
         return cursor.fetchall()
 
     def raw_write(self, instance_uuid):
         """Insert a stash with its roles in one committed transaction."""
+        insert_stash, insert_roles = self.write_sqls
         cursor = self.writer.cursor()
-        cursor.execute(self.sql(INSERT_STASHES_SQL + "(?, ?, ?, ?, 0) RETURNING id"),
-                       (instance_uuid, "project-w", "user-w", _timestamp()))
+        cursor.execute(insert_stash, (instance_uuid, "project-w", "user-w",
+                                      _timestamp()))
         (stash_id,) = cursor.fetchone()
-        cursor.execute(
-            self.sql(INSERT_ROLES_SQL + ", ".join(["(?, ?, ?)"] * len(ROLES))),
-            [value for position, name in enumerate(ROLES)
-             for value in (stash_id, position, name)])
+        cursor.execute(insert_roles, [
+            value for position, name in enumerate(ROLES)
+            for value in (stash_id, position, name)])
         self.writer.commit()
 
     def api_write(self, instance_uuid):
@@ -312,21 +323,25 @@ class BackendBench:
                     [str(uuid.uuid4()) for _ in range(count)])
 
         return {
-            "read": (self.repo.get_stash, self.raw_select, reads),
-            "bulk_read": (self.repo.get_stashes, self.raw_select, bulk_reads),
+            "read": (self.repo.get_stash, self.raw_read, reads),
+            "bulk_read": (self.repo.get_stashes, self.raw_bulk_read, bulk_reads),
             "write": (self.api_write, self.raw_write, writes),
         }
 
     def time_operation(self, operation):
         """Return the timing record of an operation at the current size."""
         api_call, raw_call, make_args = self.operations()[operation]
-        api_args, raw_args = make_args(WARMUP + self.settings.calls)
-        api_ns, raw_ns = compare(api_call, raw_call, api_args, raw_args)
+        calls = (self.settings.bulk_calls if operation == "bulk_read"
+                 else self.settings.calls)
+        api_args, raw_args = make_args(calls + calls // 10)
+        api_ns, raw_ns = compare(api_call, raw_call, api_args, raw_args,
+                                 calls // 10)
         return timing_record(self.name, operation, self.populated,
                              api_ns, raw_ns)
 
     def statements_per_call(self, operation):
-        """Return the statements SQLAlchemy executes per API call."""
+        """Return the statements SQLAlchemy executes per API call, on any
+        engine (lone reads use one of their own, not the writer's)."""
         api_call, _, make_args = self.operations()[operation]
         count = 0
 
@@ -335,12 +350,12 @@ class BackendBench:
             count += 1
 
         api_args, _ = make_args(STATEMENT_SAMPLE)
-        sa.event.listen(self.engine, "before_cursor_execute", counted)
+        sa.event.listen(sa.engine.Engine, "before_cursor_execute", counted)
         try:
             for arg in api_args:
                 api_call(arg)
         finally:
-            sa.event.remove(self.engine, "before_cursor_execute", counted)
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute", counted)
         return count / STATEMENT_SAMPLE
 
     def memory(self):
@@ -420,7 +435,7 @@ def parse_args(argv):
     """Return the parsed command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="10k rows and ~2000 calls per operation")
+                        help="10k rows and fewer calls (about a minute)")
     parser.add_argument("--json", metavar="PATH", help="write the records here")
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         type=lambda value: value.split(","),

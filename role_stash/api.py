@@ -3,14 +3,14 @@
 Every method validates its arguments before any SQL runs, returns frozen
 value objects, and raises only role_stash.exception errors.
 
-A method called with ``context=None`` runs in a transaction of its own,
-retried on deadlock and lost connection. A method called with the caller's
-enginefacade context joins the caller's transaction (built from the same
-transaction context manager), so the stash commits or rolls back with it;
-it is then not retried, since the caller owns the transaction.
+A method called with the caller's enginefacade context while that context
+has a transaction open (from the same transaction context manager) joins
+it, so the stash commits or rolls back with the caller's work; it is then
+not retried, since the caller owns the transaction. Otherwise the method
+runs alone: a write in a transaction of its own, a read in autocommit, both
+retried on deadlock, lost connection and a concurrent create.
 """
 
-import contextlib
 import dataclasses
 import datetime
 import logging
@@ -72,6 +72,14 @@ class _OwnTransaction:
     """Holds enginefacade's state for a call outside any caller's transaction."""
 
 
+def _in_transaction(context):
+    """Say whether context carries an open enginefacade transaction."""
+    try:
+        return context.transaction_ctx is not None
+    except (AttributeError, db_exc.NoEngineContextEstablished):
+        return False
+
+
 _STASH_COLUMNS = (
     STASHES.c.id, STASHES.c.instance_uuid, STASHES.c.project_id,
     STASHES.c.user_id, STASHES.c.project_domain_id, STASHES.c.user_domain_id,
@@ -124,34 +132,19 @@ def _insert_roles(connection, stash_id, roles):
             for position, name in enumerate(roles)])
 
 
-@contextlib.contextmanager
-def _translated_errors(conflict=None):
-    """Turn oslo.db's errors into role_stash's."""
-    try:
-        yield
-    except db_exc.DBDuplicateEntry as error:
-        if conflict is None:
-            raise exception.DatabaseError(
-                "unexpected duplicate entry") from error
-        raise conflict from error
-    except db_exc.DBConnectionError as error:
-        raise exception.DatabaseUnavailable(
-            "the database connection failed or was lost") from error
-    except db_exc.DBDeadlock as error:
-        raise exception.DatabaseError(
-            "deadlock persisted after retries") from error
-    except db_exc.DBError as error:
-        raise exception.DatabaseError(
-            f"database error ({type(error.inner_exception).__name__}); "
-            "is the schema at head? (role-stash-manage db check)") from error
+def _worth_a_retry(error):
+    """Besides deadlock and disconnect: a concurrent create of the same
+    instance (the retry reads that stash and answers as for a repeat, or
+    raises StashConflict), and SQLite's lock taken by another writer."""
+    return isinstance(error, db_exc.DBDuplicateEntry) or (
+        isinstance(error, sa.exc.OperationalError)
+        and "database is locked" in str(error.orig))
 
 
 _retry = oslo_db_api.wrap_db_retry(
-    max_retries=3, retry_interval=0.05, max_retry_interval=0.5,
+    max_retries=5, retry_interval=0.05, max_retry_interval=0.5,
     retry_on_disconnect=True, retry_on_deadlock=True,
-    # A concurrent create of the same instance: the retry reads that
-    # stash and answers as for a repeat, or raises StashConflict.
-    exception_checker=lambda error: isinstance(error, db_exc.DBDuplicateEntry))
+    exception_checker=_worth_a_retry)
 
 
 class StashRepository:
@@ -205,8 +198,8 @@ class StashRepository:
             with self._lone_reads_engine().connect() as connection:
                 return work(connection)
 
-        with _translated_errors(conflict):
-            if context is not None:
+        with db.translated_errors(conflict):
+            if _in_transaction(context):
                 return in_transaction(context)
             return _retry(alone)()
 

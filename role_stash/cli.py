@@ -14,7 +14,6 @@ import logging
 import sys
 
 from oslo_config import cfg
-from oslo_db import exception as db_exc
 
 from role_stash import api
 from role_stash import db
@@ -235,7 +234,8 @@ def main(argv=None):
     logging.getLogger("oslo_db.sqlalchemy.exc_filters").setLevel(
         logging.CRITICAL)
     try:
-        return args.run(args, _context_manager(args))
+        with db.translated_errors():
+            return args.run(args, _context_manager(args))
     except exception.InvalidArgument as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
@@ -245,11 +245,11 @@ def main(argv=None):
     except exception.StashConflict as error:
         print(f"error: {error}", file=sys.stderr)
         return CONFLICT
-    except (exception.DatabaseUnavailable, db_exc.DBConnectionError) as error:
+    except exception.DatabaseUnavailable as error:
         print(f"error: cannot reach the database: {error}", file=sys.stderr)
         return DATABASE_FAILURE
-    except (exception.DatabaseError, db_exc.DBError) as error:
-        print(f"error: database failure: {error}", file=sys.stderr)
+    except exception.DatabaseError as error:
+        print(f"error: {error}", file=sys.stderr)
         return DATABASE_FAILURE
 
 

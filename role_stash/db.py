@@ -1,12 +1,16 @@
 """Engine and transaction set-up: oslo.db enginefacade, from a URL or a config."""
 
+import contextlib
 import os
 
+from oslo_db import exception as db_exc
 from oslo_db import options as db_options
 from oslo_db.sqlalchemy import enginefacade
 from oslo_db.sqlalchemy import exc_filters
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+from role_stash import exception
 
 # The embedded default: a SQLite file in the working directory.
 DEFAULT_URL = "sqlite:///role_stash.sqlite"
@@ -36,7 +40,7 @@ def _backend_options(url):
     return options
 
 
-def _hide_parameters(engine):
+def _prepare_engine(engine):
     # Error messages, and oslo.db's log of them, then carry the SQL but
     # never the bound values (role names, ids).
     engine.hide_parameters = True
@@ -51,7 +55,7 @@ def context_manager_from_url(url=None, **options):
     context_manager = enginefacade.transaction_context()
     context_manager.configure(
         connection=url, **{**_backend_options(url), **options})
-    context_manager.append_on_engine_create(_hide_parameters)
+    context_manager.append_on_engine_create(_prepare_engine)
     return context_manager
 
 
@@ -60,6 +64,9 @@ def context_manager_from_config(conf, group="database"):
     [database] section (oslo.db's options are registered if needed)."""
     conf.register_opts(db_options.database_opts, group)
     section = conf[group]
+    if not section.connection:
+        raise exception.InvalidArgument(
+            f"[{group}] connection", "not set in the configuration")
     options = {name: section[name] for name in _CONFIG_OPTIONS
                if section[name] not in (None, "")}
     return context_manager_from_url(section.connection, **options)
@@ -82,6 +89,43 @@ def autocommit_engine(engine):
     reader = sa.create_engine(
         engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False,
         pool_reset_on_return=None, pool_recycle=3600, pool_size=5,
-        max_overflow=50, hide_parameters=True, **options)
+        max_overflow=50, **options)
     exc_filters.register_engine(reader)
+    _prepare_engine(reader)
     return reader
+
+
+@contextlib.contextmanager
+def translated_errors(conflict=None):
+    """Turn oslo.db's and SQLAlchemy's errors into role_stash's; a
+    duplicate entry becomes conflict (an exception) when given."""
+    try:
+        yield
+    except db_exc.DBDuplicateEntry as error:
+        raise (conflict or exception.DatabaseError(
+            "unexpected duplicate entry")) from error
+    except db_exc.DBConnectionError as error:
+        raise exception.DatabaseUnavailable(
+            "the database connection failed or was lost") from error
+    except sa.exc.DBAPIError as error:
+        if error.statement is None:
+            # Raised before any statement: the connect itself failed
+            # (psycopg2's "connection to server ... failed", which oslo.db
+            # does not recognize).
+            raise exception.DatabaseUnavailable(
+                f"cannot connect to the database ({error.orig})") from error
+        raise _database_error(error) from error
+    except db_exc.DBDeadlock as error:
+        raise exception.DatabaseError(
+            "deadlock persisted after retries") from error
+    except (db_exc.DBError, sa.exc.SQLAlchemyError) as error:
+        # oslo.db passes some errors through untranslated (most
+        # OperationalErrors, MySQL's missing table).
+        raise _database_error(error) from error
+
+
+def _database_error(error):
+    cause = getattr(error, "inner_exception", None) or error
+    return exception.DatabaseError(
+        f"database error ({type(cause).__name__}); if the schema is not "
+        "at head, run `role-stash-manage db sync`")

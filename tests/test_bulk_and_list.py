@@ -1,0 +1,106 @@
+"""Bulk read of many instances, and listing by project and by role."""
+
+import uuid
+
+import pytest
+
+from role_stash import exception
+from role_stash import validation
+
+
+def new_uuid():
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def fleet(repository):
+    """Six stashes: projects p-a and p-b, roles in several mixes, in order."""
+    specs = [("p-a", ["member"]), ("p-b", ["admin", "member"]),
+             ("p-a", ["reader"]), ("p-a", ["admin"]),
+             ("p-b", ["member", "reader"]), ("p-a", ["member", "admin"])]
+    return [repository.stash_roles(new_uuid(), project_id=project,
+                                   user_id="u", roles=roles)
+            for project, roles in specs]
+
+
+def uuids(stashes):
+    return [stash.instance_uuid for stash in stashes]
+
+
+def test_bulk_read_returns_live_stashes_by_uuid(repository, fleet,
+                                                count_statements):
+    repository.delete_stash(fleet[1].instance_uuid)
+    wanted = uuids(fleet) + [new_uuid()]
+    with count_statements() as statements:
+        found = repository.get_stashes(wanted)
+    assert len(statements) == 1
+    assert found == {stash.instance_uuid: stash
+                     for stash in fleet if stash is not fleet[1]}
+
+
+def test_bulk_read_of_a_hundred(repository):
+    stashed = [repository.stash_roles(new_uuid(), project_id="p", user_id="u",
+                                      roles=[f"r{index}", "member"])
+               for index in range(100)]
+    found = repository.get_stashes([s.instance_uuid.upper() for s in stashed])
+    assert found == {stash.instance_uuid: stash for stash in stashed}
+
+
+def test_bulk_read_of_nothing_is_empty(repository, count_statements):
+    with count_statements() as statements:
+        assert repository.get_stashes([]) == {}
+    assert statements == []
+
+
+def test_list_by_project_oldest_first(repository, fleet):
+    assert repository.list_stashes(project_id="p-a") == [
+        fleet[0], fleet[2], fleet[3], fleet[5]]
+    assert repository.list_stashes(project_id="p-none") == []
+
+
+def test_list_by_role(repository, fleet):
+    assert repository.list_stashes(role="admin") == [
+        fleet[1], fleet[3], fleet[5]]
+    assert repository.list_stashes(role="Admin") == []
+
+
+def test_list_by_project_and_role(repository, fleet):
+    assert repository.list_stashes(project_id="p-a", role="admin") == [
+        fleet[3], fleet[5]]
+
+
+def test_list_leaves_out_deleted_stashes(repository, fleet):
+    repository.delete_stash(fleet[3].instance_uuid)
+    assert repository.list_stashes(role="admin") == [fleet[1], fleet[5]]
+
+
+def test_pages_with_marker_and_limit_cover_all_once(repository, fleet):
+    pages = []
+    marker = None
+    while True:
+        page = repository.list_stashes(marker=marker, limit=4)
+        if not page:
+            break
+        pages.append(page)
+        marker = page[-1].instance_uuid
+    assert [len(page) for page in pages] == [4, 2]
+    assert [stash for page in pages for stash in page] == fleet
+
+
+def test_paging_within_a_role(repository, fleet):
+    first = repository.list_stashes(role="member", limit=2)
+    rest = repository.list_stashes(role="member",
+                                   marker=first[-1].instance_uuid)
+    assert first + rest == [fleet[0], fleet[1], fleet[4], fleet[5]]
+
+
+def test_unknown_marker_is_not_found(repository, fleet):
+    marker = new_uuid()
+    with pytest.raises(exception.MarkerNotFound, match=marker):
+        repository.list_stashes(marker=marker)
+
+
+def test_limit_is_capped(repository, monkeypatch, fleet):
+    monkeypatch.setattr(validation, "MAX_LIMIT", 3)
+    assert repository.list_stashes(limit=100) == fleet[:3]
+    assert repository.list_stashes() == fleet[:3]

@@ -1,0 +1,89 @@
+"""Instance delete: soft-deleted stashes, and their purge."""
+
+import datetime
+
+import pytest
+import sqlalchemy as sa
+
+from role_stash import api
+from role_stash import exception
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+FUTURE = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+    hours=1)
+
+
+def stash(repository, instance=INSTANCE, roles=("member",)):
+    return repository.stash_roles(instance, project_id="p", user_id="u",
+                                  roles=list(roles))
+
+
+def row_counts(repository):
+    engine = repository._context_manager.writer.get_engine()
+    with engine.connect() as connection:
+        return tuple(connection.scalar(
+            sa.select(sa.func.count()).select_from(table))
+            for table in (api.STASHES, api.ROLES))
+
+
+def test_deleted_stash_stays_until_purged(repository):
+    stash(repository, roles=["member", "reader"])
+    repository.delete_stash(INSTANCE)
+    assert repository.list_stashes() == []
+    assert row_counts(repository) == (1, 2)
+
+
+def test_deleting_twice_is_not_found(repository):
+    stash(repository)
+    repository.delete_stash(INSTANCE)
+    with pytest.raises(exception.StashNotFound, match=INSTANCE):
+        repository.delete_stash(INSTANCE)
+
+
+def test_deleting_a_missing_stash_is_not_found(repository):
+    with pytest.raises(exception.StashNotFound):
+        repository.delete_stash(INSTANCE)
+
+
+def test_instance_can_be_stashed_again_after_delete(repository):
+    stash(repository, roles=["member"])
+    repository.delete_stash(INSTANCE)
+    stash(repository, roles=["admin"])
+    repository.delete_stash(INSTANCE)
+    again = stash(repository, roles=["reader"])
+    assert repository.get_stash(INSTANCE) == again
+    assert row_counts(repository) == (3, 3)
+
+
+def test_purge_removes_deleted_stashes_and_their_roles(repository):
+    stash(repository, roles=["member", "reader"])
+    stash(repository, "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c")
+    repository.delete_stash(INSTANCE)
+    assert repository.purge_deleted(older_than=FUTURE) == 1
+    assert row_counts(repository) == (1, 1)
+    assert repository.get_stash("0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c")
+
+
+def test_purge_keeps_stashes_deleted_after_the_cutoff(repository):
+    stash(repository)
+    repository.delete_stash(INSTANCE)
+    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+        hours=1)
+    assert repository.purge_deleted(older_than=past) == 0
+    assert row_counts(repository) == (1, 1)
+
+
+def test_purge_works_in_batches(repository, count_statements):
+    for index in range(7):
+        instance = f"00000000-0000-4000-8000-{index:012d}"
+        stash(repository, instance)
+        repository.delete_stash(instance)
+    with count_statements() as statements:
+        assert repository.purge_deleted(older_than=FUTURE, batch_size=3) == 7
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == 3
+    assert row_counts(repository) == (0, 0)
+
+
+def test_purge_of_nothing_is_zero(repository):
+    assert repository.purge_deleted(older_than=FUTURE) == 0

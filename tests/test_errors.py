@@ -1,0 +1,124 @@
+"""Database failures reach callers as role_stash errors, never raw; a
+dropped connection is recovered; nothing secret or role-bearing is logged."""
+
+import logging
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from role_stash import api
+from role_stash import exception
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+ROLES = ["member", "secret-project-role"]
+
+
+def test_unmigrated_database_is_a_database_error(database_url):
+    repository = api.StashRepository.from_url(database_url)
+    try:
+        with pytest.raises(exception.DatabaseError, match="schema is not at head"):
+            repository.get_stash(INSTANCE)
+        with pytest.raises(exception.DatabaseError):
+            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                   roles=ROLES)
+    finally:
+        repository.close()
+
+
+def unreachable(url):
+    url = make_url(url)
+    if url.get_backend_name() == "sqlite":
+        return url.set(database="/nonexistent-folder/role_stash.sqlite")
+    return url.set(port=1)
+
+
+def test_unreachable_database_is_unavailable(database_url):
+    repository = api.StashRepository.from_url(
+        unreachable(database_url).render_as_string(hide_password=False),
+        max_retries=0)
+    try:
+        with pytest.raises(exception.DatabaseError):
+            repository.get_stash(INSTANCE)
+        with pytest.raises(exception.DatabaseError):
+            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                   roles=ROLES)
+    finally:
+        repository.close()
+
+
+def test_server_unreachable_is_database_unavailable(migrated_url):
+    if make_url(migrated_url).get_backend_name() == "sqlite":
+        # SQLite has no server: an unopenable file is the failure above.
+        url = migrated_url
+    else:
+        url = unreachable(migrated_url).render_as_string(hide_password=False)
+        repository = api.StashRepository.from_url(url, max_retries=0)
+        try:
+            with pytest.raises(exception.DatabaseUnavailable):
+                repository.get_stash(INSTANCE)
+        finally:
+            repository.close()
+    assert url
+
+
+def kill_pooled_connections(repository):
+    """Drop the idle pooled connection each engine would hand out next: the
+    server ends its session (SQLite: the driver closes its handle)."""
+    for engine in (repository._context_manager.writer.get_engine(),
+                   repository._lone_reads_engine()):
+        dialect = engine.dialect.name
+        with engine.connect() as victim:
+            if dialect == "sqlite":
+                victim.connection.dbapi_connection.close()
+                continue
+            session_id = victim.scalar(sa.text(
+                "SELECT pg_backend_pid()" if dialect == "postgresql"
+                else "SELECT CONNECTION_ID()"))
+        if dialect != "sqlite":
+            killer = sa.create_engine(engine.url)
+            with killer.connect() as connection:
+                connection.execute(sa.text(
+                    f"SELECT pg_terminate_backend({session_id})"
+                    if dialect == "postgresql" else f"KILL {session_id}"))
+            killer.dispose()
+
+
+def test_reads_and_writes_recover_from_a_dropped_connection(repository):
+    stashed = repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                     roles=ROLES)
+    kill_pooled_connections(repository)
+    assert repository.get_stash(INSTANCE) == stashed
+    kill_pooled_connections(repository)
+    other = "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c"
+    assert repository.stash_roles(other, project_id="p", user_id="u",
+                                  roles=ROLES) == repository.get_stash(other)
+
+
+def test_no_role_payload_is_logged_at_info_or_above(repository, caplog):
+    caplog.set_level(logging.DEBUG)
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u", roles=ROLES)
+    repository.get_stash(INSTANCE)
+    repository.delete_stash(INSTANCE)
+    with pytest.raises(exception.StashNotFound):
+        repository.delete_stash(INSTANCE)
+    repository.purge_deleted(older_than=api.timeutils.utcnow())
+    assert caplog.records
+    for record in caplog.records:
+        assert "secret-project-role" not in record.getMessage()
+
+
+def test_database_error_messages_carry_no_bound_values(database_url):
+    repository = api.StashRepository.from_url(database_url)
+    try:
+        with pytest.raises(exception.DatabaseError) as raised:
+            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                   roles=ROLES)
+        chain = []
+        error = raised.value
+        while error is not None:
+            chain.append(str(error))
+            error = error.__cause__ or error.__context__
+        assert not any("secret-project-role" in text for text in chain)
+    finally:
+        repository.close()

@@ -1,0 +1,135 @@
+"""Standalone use, and joining the caller's enginefacade transaction."""
+
+import threading
+
+from oslo_config import cfg
+from oslo_db.sqlalchemy import enginefacade
+import pytest
+import sqlalchemy as sa
+
+from role_stash import api
+from role_stash import db
+from role_stash import exception
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+
+
+@enginefacade.transaction_context_provider
+class RequestContext:
+    """What Nova's RequestContext carries that role_stash may read."""
+
+    project_id = "p-1"
+    user_id = "u-1"
+    roles = ["member", "reader"]
+    project_domain_id = "default"
+    user_domain_id = "default"
+    auth_token = "gAAAAAB-never-stored"
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.fixture
+def nova(repository, migrated_url):
+    """The caller: its own context manager, and its own instances table."""
+    context_manager = db.context_manager_from_url(migrated_url)
+    engine = context_manager.writer.get_engine()
+    instances = sa.Table("test_instances", sa.MetaData(),
+                         sa.Column("uuid", sa.String(36), primary_key=True))
+    instances.create(engine)
+    yield context_manager, instances, api.StashRepository(context_manager)
+    instances.drop(engine)
+    context_manager.dispose_pool()
+
+
+def instance_rows(context_manager, instances):
+    with context_manager.writer.get_engine().connect() as connection:
+        return connection.execute(sa.select(instances.c.uuid)).scalars().all()
+
+
+def test_stash_commits_with_the_server_create(repository, nova):
+    context_manager, instances, nova_repository = nova
+    context = RequestContext()
+    with context_manager.writer.using(context) as session:
+        session.execute(instances.insert().values(uuid=INSTANCE))
+        stashed = nova_repository.stash_from_context(context, INSTANCE)
+        # Visible inside the caller's transaction before it commits.
+        assert nova_repository.get_stash(INSTANCE, context=context) == stashed
+    assert instance_rows(context_manager, instances) == [INSTANCE]
+    assert repository.get_stash(INSTANCE) == stashed
+
+
+def test_stash_rolls_back_with_the_server_create(repository, nova):
+    context_manager, instances, nova_repository = nova
+    context = RequestContext()
+    with pytest.raises(Boom):
+        with context_manager.writer.using(context) as session:
+            session.execute(instances.insert().values(uuid=INSTANCE))
+            nova_repository.stash_from_context(context, INSTANCE)
+            raise Boom()
+    assert instance_rows(context_manager, instances) == []
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash(INSTANCE)
+
+
+def test_conflict_inside_the_callers_transaction(repository, nova):
+    context_manager, _, nova_repository = nova
+    context = RequestContext()
+    with context_manager.writer.using(context):
+        nova_repository.stash_from_context(context, INSTANCE)
+        with pytest.raises(exception.StashConflict):
+            nova_repository.stash_roles(
+                INSTANCE, project_id="p-2", user_id="u-1", roles=[],
+                context=context)
+    assert repository.get_stash(INSTANCE).project_id == "p-1"
+
+
+def test_the_token_is_never_stored(repository, nova):
+    context_manager, _, nova_repository = nova
+    context = RequestContext()
+    with context_manager.writer.using(context):
+        nova_repository.stash_from_context(context, INSTANCE)
+    with context_manager.writer.get_engine().connect() as connection:
+        dump = repr([connection.execute(sa.select(table)).all()
+                     for table in (api.STASHES, api.ROLES)])
+    assert "member" in dump and RequestContext.auth_token not in dump
+
+
+def test_repository_from_oslo_config(repository, migrated_url):
+    conf = cfg.ConfigOpts()
+    conf(args=[], default_config_files=[])
+    with pytest.raises(exception.InvalidArgument, match="connection"):
+        api.StashRepository.from_config(conf)
+    conf.set_override("connection", migrated_url, group="database")
+    from_config = api.StashRepository.from_config(conf)
+    try:
+        stashed = from_config.stash_roles(
+            INSTANCE, project_id="p", user_id="u", roles=["member"])
+        assert repository.get_stash(INSTANCE) == stashed
+    finally:
+        from_config.close()
+
+
+def test_concurrent_create_of_one_instance_keeps_one_stash(repository, nova):
+    """A retried create racing the first: the loser waits on the unique key,
+    then answers with the winner's stash; no write is lost."""
+    context_manager, _, nova_repository = nova
+    context = RequestContext()
+    outcome = {}
+
+    def racing_create():
+        try:
+            outcome["stash"] = repository.stash_from_context(
+                RequestContext(), INSTANCE)
+        except Exception as error:
+            outcome["error"] = error
+
+    with context_manager.writer.using(context):
+        first = nova_repository.stash_from_context(context, INSTANCE)
+        racer = threading.Thread(target=racing_create)
+        racer.start()
+        racer.join(0.5)
+    racer.join(30)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["stash"] == first == repository.get_stash(INSTANCE)
