@@ -46,8 +46,10 @@ from role_stash import migration
 
 DEFAULT_URLS = {
     "sqlite": "sqlite:////tmp/role_stash_bench.sqlite",
-    "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:5432/role_stash_bench",
-    "mariadb": "mysql+pymysql://root@127.0.0.1:3306/role_stash_bench?charset=utf8mb4",
+    "postgresql":
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/role_stash_bench",
+    "mariadb":
+        "mysql+pymysql://root@127.0.0.1:3306/role_stash_bench?charset=utf8mb4",
 }
 ROLES = ("member", "reader", "admin")
 BULK = 100
@@ -65,10 +67,11 @@ READ_SQL = (f"SELECT {_STASH_COLUMNS} FROM role_stashes s "
             "LEFT OUTER JOIN role_stash_roles r ON r.stash_id = s.id "
             "WHERE s.instance_uuid {match} AND s.deleted = 0 "
             "ORDER BY s.id, r.position")
-INSERT_STASHES_SQL = ("INSERT INTO role_stashes "
-                      "(instance_uuid, project_id, user_id, created_at, deleted) "
-                      "VALUES ")
-INSERT_ROLES_SQL = "INSERT INTO role_stash_roles (stash_id, position, name) VALUES "
+INSERT_STASHES_SQL = (
+    "INSERT INTO role_stashes "
+    "(instance_uuid, project_id, user_id, created_at, deleted) VALUES ")
+INSERT_ROLES_SQL = (
+    "INSERT INTO role_stash_roles (stash_id, position, name) VALUES ")
 # Gives every stash above an id its 3 roles, server side.
 POPULATE_ROLES_SQL = (
     "INSERT INTO role_stash_roles (stash_id, position, name) "
@@ -82,7 +85,7 @@ class Settings:
     """How much work one run does."""
 
     sizes: tuple[int, ...]
-    calls: int  # timed calls per side of read and write; a tenth more warm up
+    calls: int  # timed calls per side; a tenth as many more warm up
     bulk_calls: int
     memory_reads: int
 
@@ -191,8 +194,7 @@ def timing_record(backend, operation, rows, api_ns, raw_ns):
 
 
 def compare(api_call, raw_call, api_args, raw_args, warmup):
-    """Call both on their args (the first warmup untimed), alternating
-    blocks and which goes first; return the API and raw times in ns."""
+    """Time both sides in alternating blocks; return their times in ns."""
     for api_arg, raw_arg in zip(api_args[:warmup], raw_args[:warmup]):
         api_call(api_arg)
         raw_call(raw_arg)
@@ -232,7 +234,8 @@ class BackendBench:
             match="IN (" + ", ".join("?" * BULK) + ")"))
         self.write_sqls = (
             self.sql(INSERT_STASHES_SQL + "(?, ?, ?, ?, 0) RETURNING id"),
-            self.sql(INSERT_ROLES_SQL + ", ".join(["(?, ?, ?)"] * len(ROLES))))
+            self.sql(INSERT_ROLES_SQL
+                     + ", ".join(["(?, ?, ?)"] * len(ROLES))))
 
     def __enter__(self):
         _create_database(self.backend, self.url)
@@ -308,8 +311,7 @@ class BackendBench:
                               user_id="user-w", roles=list(ROLES))
 
     def operations(self):
-        """Return {operation: (api_call, raw_call, make_args)}; make_args(n)
-        gives the API's and the raw driver's argument lists."""
+        """Return {operation: (api_call, raw_call, make_args(count))}."""
         def reads(count):
             uuids = self.random_uuids(count)
             return uuids, [(u,) for u in uuids]
@@ -324,7 +326,8 @@ class BackendBench:
 
         return {
             "read": (self.repo.get_stash, self.raw_read, reads),
-            "bulk_read": (self.repo.get_stashes, self.raw_bulk_read, bulk_reads),
+            "bulk_read": (self.repo.get_stashes, self.raw_bulk_read,
+                          bulk_reads),
             "write": (self.api_write, self.raw_write, writes),
         }
 
@@ -340,8 +343,7 @@ class BackendBench:
                              api_ns, raw_ns)
 
     def statements_per_call(self, operation):
-        """Return the statements SQLAlchemy executes per API call, on any
-        engine (lone reads use one of their own, not the writer's)."""
+        """Return the statements per API call, counted on every engine."""
         api_call, _, make_args = self.operations()[operation]
         count = 0
 
@@ -355,7 +357,8 @@ class BackendBench:
             for arg in api_args:
                 api_call(arg)
         finally:
-            sa.event.remove(sa.engine.Engine, "before_cursor_execute", counted)
+            sa.event.remove(sa.engine.Engine, "before_cursor_execute",
+                            counted)
         return count / STATEMENT_SAMPLE
 
     def memory(self):
@@ -421,14 +424,17 @@ def format_table(records):
     rows = [TABLE_COLUMNS] + [
         tuple(str(record[column]) for column in TABLE_COLUMNS)
         for record in records if record["operation"] != "memory"]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
-    return "\n".join("  ".join(cell.rjust(width) if i > 1 else cell.ljust(width)
-                               for i, (cell, width) in enumerate(zip(row, widths)))
-                     for row in rows)
+    widths = [max(len(row[i]) for row in rows)
+              for i in range(len(TABLE_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.rjust(width) if i > 1 else cell.ljust(width)
+                  for i, (cell, width) in enumerate(zip(row, widths)))
+        for row in rows)
 
 
 def _progress(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr,
+          flush=True)
 
 
 def parse_args(argv):
@@ -436,7 +442,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="10k rows and fewer calls (about a minute)")
-    parser.add_argument("--json", metavar="PATH", help="write the records here")
+    parser.add_argument("--json", metavar="PATH",
+                        help="write the records here")
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         type=lambda value: value.split(","),
                         help="comma-separated, of: " + ", ".join(BACKENDS))
@@ -450,6 +457,8 @@ def parse_args(argv):
     unknown = set(args.backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    if args.profile and args.profile not in args.backends:
+        parser.error(f"--profile {args.profile} is not among --backends")
     return args
 
 

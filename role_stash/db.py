@@ -107,6 +107,9 @@ def translated_errors(conflict=None):
     except db_exc.DBConnectionError as error:
         raise exception.DatabaseUnavailable(
             "the database connection failed or was lost") from error
+    except db_exc.DBNonExistentDatabase as error:
+        raise exception.DatabaseUnavailable(
+            "the database does not exist or cannot be opened") from error
     except sa.exc.DBAPIError as error:
         if error.statement is None:
             # Raised before any statement: the connect itself failed

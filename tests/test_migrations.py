@@ -1,0 +1,304 @@
+"""Alembic migrations: up, down and up again on every backend; data kept;
+models and migrations in step; expand revisions additive; offline SQL valid."""
+
+import contextlib
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import types
+
+import alembic
+from alembic import autogenerate
+from alembic import op
+from alembic import operations
+from alembic.runtime import migration as alembic_migration
+import pytest
+import sqlalchemy as sa
+
+from role_stash import api
+from role_stash import migration
+from role_stash import models
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ALEMBIC = pathlib.Path(sys.executable).with_name("alembic")
+TABLES = {"role_stashes", "role_stash_roles"}
+
+
+@pytest.fixture
+def connect(database_url):
+    """connect(): a connection in a transaction on the test's database."""
+    engine = sa.create_engine(database_url)
+    yield lambda: engine.begin()
+    engine.dispose()
+
+
+def tables(connection):
+    return set(sa.inspect(connection).get_table_names())
+
+
+def revision_ids():
+    return [script.revision for script in migration.revisions()]
+
+
+def test_history_is_linear_and_every_revision_declares_its_phase():
+    scripts = migration.revisions()
+    assert scripts[0].down_revision is None
+    for previous, script in zip(scripts, scripts[1:]):
+        assert script.down_revision == previous.revision
+    for script in scripts:
+        assert migration.phase_of(script) in migration.PHASES
+        assert len(script.revision) <= 32
+
+
+def test_upgrade_downgrade_upgrade(connect):
+    with connect() as connection:
+        migration.upgrade(connection)
+        assert tables(connection) >= TABLES
+        assert migration.current_revision(connection) == revision_ids()[-1]
+        migration.downgrade(connection, "base")
+        assert tables(connection) == {migration.VERSION_TABLE}
+        assert migration.current_revision(connection) is None
+        migration.upgrade(connection)
+        assert tables(connection) == TABLES | {migration.VERSION_TABLE}
+
+
+def test_each_revision_steps_up_down_up(connect):
+    with connect() as connection:
+        for script in migration.revisions():
+            migration.upgrade(connection, script.revision)
+            migration.downgrade(connection, script.down_revision or "base")
+            assert migration.current_revision(connection) == (
+                script.down_revision)
+            migration.upgrade(connection, script.revision)
+            assert migration.current_revision(connection) == script.revision
+
+
+def seed_0001(connection):
+    """Write a stash as revision 0001's schema holds it."""
+    stash_id = connection.execute(sa.text(
+        "INSERT INTO role_stashes (instance_uuid, project_id, user_id, "
+        "created_at, deleted) VALUES ('11111111-1111-4111-8111-111111111111', "
+        "'p-0001', 'u-0001', '2026-01-02 03:04:05', 0)")).lastrowid
+    if stash_id is None or connection.dialect.name == "postgresql":
+        stash_id = connection.scalar(sa.text(
+            "SELECT id FROM role_stashes WHERE project_id = 'p-0001'"))
+    connection.execute(sa.text(
+        "INSERT INTO role_stash_roles (stash_id, position, name) VALUES "
+        f"({stash_id}, 0, 'member'), ({stash_id}, 1, 'a,b')"))
+    return api.Stash(
+        instance_uuid="11111111-1111-4111-8111-111111111111",
+        project_id="p-0001", user_id="u-0001", roles=("member", "a,b"))
+
+
+# Each revision writes data its own way; every later upgrade must keep it.
+SEEDS = {"0001_create_role_stashes": seed_0001}
+
+
+def test_every_revision_has_a_seed():
+    assert list(SEEDS) == revision_ids()
+
+
+def test_data_written_at_each_revision_survives_upgrade(connect,
+                                                        database_url):
+    expected = []
+    with connect() as connection:
+        for revision in revision_ids():
+            migration.upgrade(connection, revision)
+            expected.append(SEEDS[revision](connection))
+        migration.upgrade(connection)
+    repository = api.StashRepository.from_url(database_url)
+    try:
+        found = repository.get_stashes([s.instance_uuid for s in expected])
+        for stash in expected:
+            read = found[stash.instance_uuid]
+            assert (read.project_id, read.user_id, read.roles) == (
+                stash.project_id, stash.user_id, stash.roles)
+    finally:
+        repository.close()
+
+
+def schema_diff(connection):
+    context = alembic_migration.MigrationContext.configure(
+        connection, opts={
+            "compare_type": True, "compare_server_default": True,
+            "include_name": lambda name, type_, parent: not (
+                type_ == "table" and name == migration.VERSION_TABLE)})
+    return autogenerate.compare_metadata(context, models.Base.metadata)
+
+
+def test_models_match_the_migrated_schema(connect):
+    with connect() as connection:
+        migration.upgrade(connection)
+        assert schema_diff(connection) == []
+
+
+def test_schema_diff_sees_a_drift(connect):
+    with connect() as connection:
+        migration.upgrade(connection)
+        connection.execute(sa.text(
+            "CREATE INDEX role_stashes_user_id_idx ON role_stashes (user_id)"))
+        assert schema_diff(connection) != []
+
+
+def test_version_table_is_role_stashs_own(connect):
+    with connect() as connection:
+        migration.upgrade(connection)
+        assert "alembic_version" not in tables(connection)
+
+
+class DestructiveOperation(AssertionError):
+    pass
+
+
+# What an expand revision may not do: anything that breaks code of the
+# previous release still running against the schema.
+DESTRUCTIVE = ("drop_table", "drop_column", "drop_constraint", "drop_index",
+               "alter_column", "rename_table", "drop_table_comment")
+DESTRUCTIVE_SQL = re.compile(
+    r"\b(DROP|DELETE|TRUNCATE|RENAME|ALTER\s+TABLE\s+\S+\s+(DROP|MODIFY|"
+    r"CHANGE|ALTER|RENAME))\b", re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def expand_guard(monkeypatch):
+    """Make every destructive alembic.op call (batch ones too) fail."""
+
+    def banned(name):
+        def refuse(*args, **kwargs):
+            raise DestructiveOperation(f"op.{name} in an expand revision")
+        return refuse
+
+    real_execute = op.execute
+
+    def execute(sql, *args, **kwargs):
+        if DESTRUCTIVE_SQL.search(str(sql)):
+            raise DestructiveOperation(f"op.execute({sql!s}) in expand")
+        return real_execute(sql, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        for name in DESTRUCTIVE:
+            patch.setattr(op, name, banned(name))
+            if hasattr(operations.BatchOperations, name):
+                patch.setattr(operations.BatchOperations, name, banned(name))
+        patch.setattr(op, "execute", execute)
+        yield
+
+
+@pytest.mark.parametrize("call", [
+    lambda: op.drop_table("role_stashes"),
+    lambda: op.drop_column("role_stashes", "user_id"),
+    lambda: op.alter_column("role_stashes", "user_id", nullable=True),
+    lambda: op.execute("DROP TABLE role_stashes"),
+    lambda: op.execute("ALTER TABLE role_stashes DROP COLUMN user_id"),
+], ids=["drop_table", "drop_column", "alter_column", "execute_drop",
+        "execute_alter_drop"])
+def test_expand_guard_catches_destructive_operations(monkeypatch, call):
+    with expand_guard(monkeypatch):
+        with pytest.raises(DestructiveOperation):
+            call()
+
+
+def test_expand_revisions_are_additive(connect, monkeypatch):
+    with connect() as connection:
+        for script in migration.revisions():
+            if migration.phase_of(script) == migration.EXPAND:
+                with expand_guard(monkeypatch):
+                    migration.upgrade(connection, script.revision)
+            else:
+                migration.upgrade(connection, script.revision)
+        assert migration.check(connection) == migration.AT_HEAD
+
+
+def fake_history(*phases):
+    return [types.SimpleNamespace(revision=f"r{index}",
+                                  module=types.SimpleNamespace(phase=phase))
+            for index, phase in enumerate(phases)]
+
+
+def test_sync_phases_on_an_interleaved_history():
+    history = fake_history("expand", "expand", "contract", "contract",
+                           "expand")
+    assert migration.sync_target(history) == "r4"
+    assert migration.sync_target(history, migration.EXPAND) == "r1"
+    assert migration.sync_target(history, migration.CONTRACT) is None
+    assert migration.sync_target(history[2:], migration.EXPAND) is None
+    assert migration.sync_target(history[2:], migration.CONTRACT) == "r3"
+    assert migration.sync_target(history[4:], migration.EXPAND) == "r4"
+    assert migration.sync_target([], migration.EXPAND) is None
+
+
+def test_sync_expand_then_contract_reaches_head(connect):
+    with connect() as connection:
+        assert migration.check(connection) == migration.EXPAND_PENDING
+        migration.sync(connection, migration.EXPAND)
+        migration.sync(connection, migration.CONTRACT)
+        assert migration.check(connection) == migration.AT_HEAD
+        assert migration.sync(connection) is None
+
+
+def run_alembic(*arguments, cwd=ROOT, env=None):
+    return subprocess.run(
+        [str(ALEMBIC), *arguments], cwd=cwd, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=120, check=True)
+
+
+def test_alembic_command_line_with_x_url(database_url, connect):
+    run_alembic("-x", f"url={database_url}", "upgrade", "head")
+    current = run_alembic("-x", f"url={database_url}", "current").stdout
+    assert f"{revision_ids()[-1]} (head)" in current
+    history = run_alembic("-x", f"url={database_url}", "history").stdout
+    assert revision_ids()[0] in history
+    run_alembic("-x", f"url={database_url}", "downgrade", "base")
+    with connect() as connection:
+        assert tables(connection) == {migration.VERSION_TABLE}
+
+
+def test_alembic_command_line_with_environment_url(database_url, connect):
+    run_alembic("upgrade", "head",
+                env={"ROLE_STASH_DATABASE_URL": database_url})
+    with connect() as connection:
+        assert migration.current_revision(connection) == revision_ids()[-1]
+
+
+def test_alembic_upgrade_head_with_no_flags_makes_the_sqlite_default(
+        tmp_path):
+    run_alembic("-c", str(ROOT / "alembic.ini"), "upgrade", "head",
+                cwd=tmp_path, env={"ROLE_STASH_DATABASE_URL": ""})
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'role_stash.sqlite'}")
+    with engine.connect() as connection:
+        assert migration.current_revision(connection) == revision_ids()[-1]
+    engine.dispose()
+
+
+def statements(script):
+    """The statements of an offline script, without comments or BEGIN and
+    COMMIT (the test's connection holds the transaction)."""
+    text = "\n".join(line for line in script.splitlines()
+                     if not line.startswith("--"))
+    return [statement.strip() for statement in text.split(";")
+            if statement.strip().upper() not in ("", "BEGIN", "COMMIT")]
+
+
+def test_offline_sql_is_valid(database_url, connect):
+    upgrade_sql = run_alembic(
+        "-x", f"url={database_url}", "upgrade", "head", "--sql").stdout
+    downgrade_sql = run_alembic(
+        "-x", f"url={database_url}", "downgrade", "head:base", "--sql").stdout
+    assert "CREATE TABLE role_stashes" in upgrade_sql
+    with connect() as connection:
+        for statement in statements(upgrade_sql):
+            connection.exec_driver_sql(statement)
+        assert migration.current_revision(connection) == revision_ids()[-1]
+        assert schema_diff(connection) == []
+        for statement in statements(downgrade_sql):
+            connection.exec_driver_sql(statement)
+        assert tables(connection) == {migration.VERSION_TABLE}
+
+
+def test_root_alembic_folder_never_shadows_the_library():
+    assert not (ROOT / "alembic" / "__init__.py").exists()
+    assert ROOT not in pathlib.Path(alembic.__file__).resolve().parents
+    ini = (ROOT / "alembic.ini").read_text()
+    assert re.search(r"^prepend_sys_path\s*=\s*$", ini, re.MULTILINE)
