@@ -76,8 +76,15 @@ def db_sync(args, context_manager):
              else migration.CONTRACT if args.contract else None)
     with context_manager.writer.get_engine().begin() as connection:
         reached = migration.sync(connection, phase)
-    print(f"schema upgraded to {reached}" if reached
-          else f"nothing to apply ({phase or 'all'} phase)")
+        status = migration.check(connection)
+    if reached:
+        print(f"schema upgraded to {reached}")
+    elif status == migration.EXPAND_PENDING:
+        print("expand revisions are pending: run `role-stash-manage db sync "
+              "--expand` first")
+        return status
+    else:
+        print("nothing to apply")
     return OK
 
 

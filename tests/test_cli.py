@@ -1,0 +1,132 @@
+"""role-stash-manage: the operator's command."""
+
+import json
+import subprocess
+import sys
+import pathlib
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from role_stash import cli
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+MANAGE = pathlib.Path(sys.executable).with_name("role-stash-manage")
+
+
+@pytest.fixture
+def manage(database_url, capsys):
+    """manage(*arguments) -> (exit code, stdout, stderr) on the test's
+    database."""
+    def run(*arguments):
+        code = cli.main(["--database-url", database_url, *arguments])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+    return run
+
+
+def test_db_check_version_and_sync(manage):
+    assert manage("db", "version")[1].strip() == "None (empty schema)"
+    code, out, _ = manage("db", "check")
+    assert code == cli.migration.EXPAND_PENDING and "--expand" in out
+    code, out, _ = manage("db", "sync", "--contract")
+    assert code == cli.migration.EXPAND_PENDING and "--expand" in out
+    assert manage("db", "sync", "--expand")[0] == cli.OK
+    assert manage("db", "sync", "--contract")[:2] == (cli.OK,
+                                                      "nothing to apply\n")
+    assert manage("db", "check")[:2] == (cli.OK, "schema at head\n")
+    head = cli.migration.revisions()[-1].revision
+    assert manage("db", "version")[1].strip() == head
+    assert manage("db", "sync")[:2] == (cli.OK, "nothing to apply\n")
+
+
+def test_stash_show_list_delete_purge_as_json(manage):
+    manage("db", "sync")
+    code, out, _ = manage("stash", INSTANCE, "--project-id", "p",
+                          "--user-id", "u", "--role", "member", "--role",
+                          "a,b", "--json")
+    assert code == cli.OK
+    stashed = json.loads(out)
+    assert stashed["roles"] == ["member", "a,b"]
+    code, out, _ = manage("show", INSTANCE, "--json")
+    assert json.loads(out) == stashed
+    code, out, _ = manage("show", INSTANCE, "--vendordata", "--json")
+    assert json.loads(out) == {"project-id": "p", "instance-id": INSTANCE,
+                               "boot-roles": "member"}
+    code, out, _ = manage("list", "--role", "a,b", "--json")
+    assert [item["instance_uuid"] for item in json.loads(out)] == [INSTANCE]
+    assert manage("delete", INSTANCE, "--json")[:2] == (
+        cli.OK, json.dumps({"deleted": INSTANCE}, indent=2) + "\n")
+    code, out, _ = manage("purge", "--json")
+    assert json.loads(out) == {"purged": 1}
+
+
+def test_show_prints_text_by_default(manage):
+    manage("db", "sync")
+    manage("stash", INSTANCE, "--project-id", "p", "--user-id", "u",
+           "--role", "member")
+    code, out, _ = manage("show", INSTANCE)
+    assert code == cli.OK and 'roles:             ["member"]' in out
+
+
+def test_bad_input_exits_2_and_names_the_field(manage):
+    manage("db", "sync")
+    code, _, err = manage("stash", "not-a-uuid", "--project-id", "p",
+                          "--user-id", "u", "--role", "member")
+    assert code == cli.BAD_INPUT and "instance_uuid" in err
+    code, _, err = manage("stash", INSTANCE, "--project-id", "p",
+                          "--user-id", "u", "--role", "")
+    assert code == cli.BAD_INPUT and "roles[0]" in err
+    code, _, err = manage("list", "--limit", "0")
+    assert code == cli.BAD_INPUT and "limit" in err
+
+
+def test_missing_stash_exits_3_and_conflict_exits_4(manage):
+    manage("db", "sync")
+    code, _, err = manage("show", INSTANCE)
+    assert code == cli.NOT_FOUND and INSTANCE in err
+    manage("stash", INSTANCE, "--project-id", "p", "--user-id", "u")
+    code, _, err = manage("stash", INSTANCE, "--project-id", "q",
+                          "--user-id", "u")
+    assert code == cli.CONFLICT and "replace" in err
+    assert manage("stash", INSTANCE, "--project-id", "q", "--user-id", "u",
+                  "--replace")[0] == cli.OK
+
+
+def test_unmigrated_database_exits_1(manage):
+    code, _, err = manage("show", INSTANCE)
+    assert code == cli.DATABASE_FAILURE and "db sync" in err
+
+
+def test_unreachable_database_exits_1_at_once(database_url, capsys):
+    url = make_url(database_url)
+    url = (url.set(database="/nonexistent-folder/x.sqlite")
+           if url.get_backend_name() == "sqlite" else url.set(port=1))
+    code = cli.main(["--database-url",
+                     url.render_as_string(hide_password=False), "db", "check"])
+    assert code == cli.DATABASE_FAILURE
+    assert "cannot reach the database" in capsys.readouterr().err
+
+
+def test_config_file_names_the_database(database_url, tmp_path, capsys):
+    config = tmp_path / "role_stash.conf"
+    config.write_text(f"[database]\nconnection = {database_url}\n")
+    assert cli.main(["--config-file", str(config), "db", "sync"]) == cli.OK
+    assert cli.main(["--config-file", str(config), "db", "check"]) == cli.OK
+    assert cli.main(["--config-file", str(config), "--database-url",
+                     database_url, "db", "check"]) == cli.BAD_INPUT
+
+
+def test_console_script_runs_from_the_installed_package(database_url,
+                                                        tmp_path):
+    result = subprocess.run(
+        [str(MANAGE), "--database-url", database_url, "db", "sync"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "schema upgraded to" in result.stdout
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["db", "sync", "--expand", "--contract"])
+    assert raised.value.code == 2
