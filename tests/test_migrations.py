@@ -142,6 +142,26 @@ def test_schema_diff_sees_a_drift(connect):
         assert schema_diff(connection) != []
 
 
+def test_constraints_and_indexes_carry_the_same_names_everywhere(connect):
+    with connect() as connection:
+        migration.upgrade(connection)
+        inspector = sa.inspect(connection)
+        names = set()
+        for table in TABLES:
+            names.update(c["name"] for c in
+                         inspector.get_unique_constraints(table))
+            names.update(c["name"] for c in inspector.get_foreign_keys(table))
+            names.update(i["name"] for i in inspector.get_indexes(table))
+    assert names == {
+        "uniq_role_stashes0instance_uuid_deleted",
+        "uniq_role_stash_roles0stash_id_name",
+        "role_stash_roles_stash_id_fkey",
+        "role_stashes_project_id_deleted_id_idx",
+        "role_stashes_deleted_at_idx",
+        "role_stash_roles_name_stash_id_idx",
+    }
+
+
 def test_version_table_is_role_stashs_own(connect):
     with connect() as connection:
         migration.upgrade(connection)
