@@ -13,6 +13,7 @@ retried on deadlock, lost connection and a concurrent create.
 
 import dataclasses
 import datetime
+import functools
 import logging
 import threading
 
@@ -20,6 +21,8 @@ from oslo_db import api as oslo_db_api
 from oslo_db import exception as db_exc
 from oslo_utils import timeutils
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 
 from role_stash import db
 from role_stash import exception
@@ -68,10 +71,6 @@ class Stash:
                 self.project_domain_id, self.user_domain_id)
 
 
-class _OwnTransaction:
-    """Holds enginefacade's state for a call outside any caller's transaction."""
-
-
 def _in_transaction(context):
     """Say whether context carries an open enginefacade transaction."""
     try:
@@ -101,33 +100,77 @@ def _with_roles(stashes):
 
 _GET_STASH = _with_roles(STASHES).where(
     STASHES.c.instance_uuid == sa.bindparam("instance_uuid"), _LIVE)
-_GET_STASHES = _with_roles(STASHES).where(
-    STASHES.c.instance_uuid.in_(sa.bindparam("instance_uuids", expanding=True)),
-    _LIVE)
+
+
+def _bulk_size(count):
+    """Round a bulk read's count up to a power of two: the statements
+    compiled for bulk reads stay few (11 for up to 1024 UUIDs)."""
+    return 1 << (count - 1).bit_length()
+
+
+@functools.cache
+def _get_stashes_statement(size):
+    """The SELECT of the live stashes among size UUIDs, :uuid0 and on."""
+    return _with_roles(STASHES).where(
+        STASHES.c.instance_uuid.in_(
+            [sa.bindparam(f"uuid{index}") for index in range(size)]),
+        _LIVE)
 
 
 def _stashes_from_rows(rows):
-    """Fold rows of a _with_roles() SELECT into Stash objects, in row order."""
+    """Fold rows of a _with_roles() SELECT (tuples or Rows, columns in
+    _STASH_COLUMNS order, then the role name) into Stash objects."""
     heads = {}
     roles = {}
     for row in rows:
-        if row.id not in heads:
-            heads[row.id] = row
-            roles[row.id] = []
-        if row.name is not None:
-            roles[row.id].append(row.name)
+        stash_id = row[0]
+        if stash_id not in heads:
+            heads[stash_id] = row
+            roles[stash_id] = []
+        if row[8] is not None:
+            roles[stash_id].append(row[8])
     return [
-        Stash(instance_uuid=head.instance_uuid, project_id=head.project_id,
-              user_id=head.user_id, roles=tuple(roles[stash_id]),
-              project_domain_id=head.project_domain_id,
-              user_domain_id=head.user_domain_id,
-              created_at=head.created_at, updated_at=head.updated_at)
+        Stash(instance_uuid=head[1], project_id=head[2], user_id=head[3],
+              roles=tuple(roles[stash_id]), project_domain_id=head[4],
+              user_domain_id=head[5], created_at=head[6], updated_at=head[7])
         for stash_id, head in heads.items()]
+
+
+_INSERT_STASH = sa.insert(STASHES)
+# An INSERT that skips, rather than fails on, a live stash of the same
+# instance, where the dialect has one: on PostgreSQL a failed statement
+# would abort the whole transaction, the caller's included.
+_INSERT_STASH_IF_ABSENT = {
+    name: dialect.insert(STASHES)
+    .on_conflict_do_nothing(index_elements=["instance_uuid", "deleted"])
+    .returning(STASHES.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
+_INSERT_ROLES = sa.insert(ROLES)
+_UPDATE_STASH = sa.update(STASHES).where(
+    STASHES.c.id == sa.bindparam("stash_id"))
+_DELETE_ROLES = sa.delete(ROLES).where(
+    ROLES.c.stash_id == sa.bindparam("stash_id"))
+_SOFT_DELETE = sa.update(STASHES).where(
+    STASHES.c.instance_uuid == sa.bindparam("uuid"), _LIVE).values(
+        deleted=STASHES.c.id, deleted_at=sa.bindparam("now"))
+
+
+def _insert_stash(connection, row):
+    """INSERT a stash row; return its id, or None when the instance already
+    has a live stash."""
+    statement = _INSERT_STASH_IF_ABSENT.get(connection.dialect.name)
+    if statement is not None:
+        return connection.execute(statement, row).scalar()
+    try:
+        return connection.execute(_INSERT_STASH, row).inserted_primary_key[0]
+    except db_exc.DBDuplicateEntry:
+        # MySQL undoes just the statement: the transaction goes on.
+        return None
 
 
 def _insert_roles(connection, stash_id, roles):
     if roles:
-        connection.execute(sa.insert(ROLES), [
+        connection.execute(_INSERT_ROLES, [
             {"stash_id": stash_id, "position": position, "name": name}
             for position, name in enumerate(roles)])
 
@@ -154,8 +197,9 @@ class StashRepository:
         """Use an oslo.db enginefacade transaction context manager; pass the
         caller's own to let calls join the caller's transactions."""
         self._context_manager = context_manager
-        self._autocommit_engine = None
-        self._autocommit_engine_lock = threading.Lock()
+        self._lone_engines = {}
+        self._prepared_selects = {}
+        self._lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url=None, **options):
@@ -171,37 +215,58 @@ class StashRepository:
     def close(self):
         """Close the pooled connections of this repository."""
         self._context_manager.dispose_pool()
-        if self._autocommit_engine is not None:
-            self._autocommit_engine.dispose()
+        for engine in self._lone_engines.values():
+            engine.dispose()
 
-    def _lone_reads_engine(self):
-        with self._autocommit_engine_lock:
-            if self._autocommit_engine is None:
-                self._autocommit_engine = db.autocommit_engine(
-                    self._context_manager.reader.get_engine())
-        return self._autocommit_engine
+    def _lone_engine(self, writer):
+        """The engine of calls made alone: transactional for writes,
+        autocommit for reads (see db.lone_engine)."""
+        with self._lock:
+            if writer not in self._lone_engines:
+                self._lone_engines[writer] = db.lone_engine(
+                    self._context_manager.writer.get_engine(),
+                    autocommit=not writer)
+        return self._lone_engines[writer]
+
+    def _prepared(self, statement):
+        prepared = self._prepared_selects.get(statement)
+        if prepared is None:
+            prepared = db.PreparedSelect(self._lone_engine(False), statement)
+            self._prepared_selects[statement] = prepared
+        return prepared
+
+    def _select(self, statement, context, parameters):
+        """Return the rows of a SELECT: in the caller's transaction, else
+        on the prepared fast path; a driver error there sends the read
+        through _run, where it is translated and retried."""
+        if not _in_transaction(context):
+            prepared = self._prepared(statement)
+            try:
+                return prepared.rows(**parameters)
+            except prepared.driver_error:
+                LOG.debug("Lone read failed; reading again on a Connection",
+                          exc_info=True)
+        return self._run(False, context, lambda connection: (
+            connection.execute(statement, parameters).all()))
 
     def _run(self, writer, context, work, conflict=None):
         """Run work(connection): in the caller's transaction when context
-        is given; else, retried, a write in a transaction of its own and a
-        read in autocommit (one round trip per statement)."""
-        manager = (self._context_manager.writer if writer
-                   else self._context_manager.reader).connection
-
-        def in_transaction(context):
-            with manager.using(context) as connection:
-                return work(connection)
-
-        def alone():
-            if writer:
-                return in_transaction(_OwnTransaction())
-            with self._lone_reads_engine().connect() as connection:
-                return work(connection)
-
+        has one open, else alone (see _run_alone)."""
         with db.translated_errors(conflict):
-            if _in_transaction(context):
-                return in_transaction(context)
-            return _retry(alone)()
+            if not _in_transaction(context):
+                return self._run_alone(writer, work)
+            manager = (self._context_manager.writer if writer
+                       else self._context_manager.reader)
+            with manager.connection.using(context) as connection:
+                return work(connection)
+
+    @_retry
+    def _run_alone(self, writer, work):
+        """Run work(connection), retried: a write in a transaction of its
+        own, a read in autocommit."""
+        engine = self._lone_engine(writer)
+        with engine.begin() if writer else engine.connect() as connection:
+            return work(connection)
 
     def stash_roles(self, instance_uuid, *, project_id, user_id, roles,
                     project_domain_id=None, user_domain_id=None,
@@ -224,30 +289,31 @@ class StashRepository:
         replace = validation.flag(replace, "replace")
 
         def write(connection):
-            rows = connection.execute(
-                _GET_STASH, {"instance_uuid": wanted.instance_uuid}).all()
-            existing = _stashes_from_rows(rows)
             now = timeutils.utcnow()
             columns = {
                 "project_id": wanted.project_id, "user_id": wanted.user_id,
                 "project_domain_id": wanted.project_domain_id,
                 "user_domain_id": wanted.user_domain_id}
-            if not existing:
-                stash_id = connection.execute(sa.insert(STASHES).values(
-                    instance_uuid=wanted.instance_uuid, created_at=now,
-                    deleted=0, **columns)).inserted_primary_key[0]
+            stash_id = _insert_stash(connection, {
+                "instance_uuid": wanted.instance_uuid, "created_at": now,
+                "deleted": 0, **columns})
+            if stash_id is not None:
                 _insert_roles(connection, stash_id, wanted.roles)
                 return dataclasses.replace(wanted, created_at=now)
-            current = existing[0]
+            rows = connection.execute(
+                _GET_STASH, {"instance_uuid": wanted.instance_uuid}).all()
+            if not rows:
+                # The live stash that blocked the INSERT was deleted since.
+                raise exception.StashConflict(wanted.instance_uuid)
+            current = _stashes_from_rows(rows)[0]
             if current._payload() == wanted._payload():
                 return current
             if not replace:
                 raise exception.StashConflict(wanted.instance_uuid)
-            stash_id = rows[0].id
-            connection.execute(sa.update(STASHES).where(
-                STASHES.c.id == stash_id).values(updated_at=now, **columns))
-            connection.execute(
-                sa.delete(ROLES).where(ROLES.c.stash_id == stash_id))
+            stash_id = rows[0][0]
+            connection.execute(_UPDATE_STASH, {
+                "stash_id": stash_id, "updated_at": now, **columns})
+            connection.execute(_DELETE_ROLES, {"stash_id": stash_id})
             _insert_roles(connection, stash_id, wanted.roles)
             return dataclasses.replace(
                 wanted, created_at=current.created_at, updated_at=now)
@@ -271,9 +337,8 @@ class StashRepository:
     def get_stash(self, instance_uuid, *, context=None):
         """Return the live Stash of an instance (the metadata GET's read)."""
         instance_uuid = validation.instance_uuid(instance_uuid)
-        stashes = self._run(False, context, lambda connection: (
-            _stashes_from_rows(connection.execute(
-                _GET_STASH, {"instance_uuid": instance_uuid}))))
+        stashes = _stashes_from_rows(self._select(
+            _GET_STASH, context, {"instance_uuid": instance_uuid}))
         if not stashes:
             raise exception.StashNotFound(instance_uuid)
         return stashes[0]
@@ -284,10 +349,15 @@ class StashRepository:
         instance_uuids = validation.instance_uuids(instance_uuids)
         if not instance_uuids:
             return {}
-        stashes = self._run(False, context, lambda connection: (
-            _stashes_from_rows(connection.execute(
-                _GET_STASHES, {"instance_uuids": list(instance_uuids)}))))
-        return {stash.instance_uuid: stash for stash in stashes}
+        size = _bulk_size(len(instance_uuids))
+        # Padding repeats the first UUID: IN ignores the repeats.
+        padded = instance_uuids + instance_uuids[:1] * (
+            size - len(instance_uuids))
+        rows = self._select(
+            _get_stashes_statement(size), context,
+            {f"uuid{index}": value for index, value in enumerate(padded)})
+        return {stash.instance_uuid: stash
+                for stash in _stashes_from_rows(rows)}
 
     def list_stashes(self, *, project_id=None, role=None, marker=None,
                      limit=None, context=None):
@@ -326,11 +396,9 @@ class StashRepository:
         instance_uuid = validation.instance_uuid(instance_uuid)
 
         def delete(connection):
-            return connection.execute(
-                sa.update(STASHES)
-                .where(STASHES.c.instance_uuid == instance_uuid, _LIVE)
-                .values(deleted=STASHES.c.id, deleted_at=timeutils.utcnow())
-            ).rowcount
+            return connection.execute(_SOFT_DELETE, {
+                "uuid": instance_uuid,
+                "now": timeutils.utcnow()}).rowcount
 
         if not self._run(True, context, delete):
             raise exception.StashNotFound(instance_uuid)

@@ -31,7 +31,9 @@ def resolve_url(url=None):
 
 
 def _backend_options(url):
-    options = {"sqlite_fk": True}
+    # thread_checkin's time.sleep(0) on every connection check-in is for
+    # eventlet; in a threaded process it gives the CPU away on each call.
+    options = {"sqlite_fk": True, "thread_checkin": False}
     parsed = make_url(url)
     # oslo.db asks MySQL for 3-byte utf8 unless the URL names a charset;
     # role names may hold any unicode character.
@@ -72,27 +74,41 @@ def context_manager_from_config(conf, group="database"):
     return context_manager_from_url(section.connection, **options)
 
 
-def autocommit_engine(engine):
-    """Return an engine for lone reads on the database of an enginefacade
-    engine: one statement per call, no transaction around it.
+def lone_engine(engine, autocommit):
+    """Return an engine, on the database of an enginefacade engine, for the
+    calls made outside any caller's transaction.
 
-    Autocommit sends no BEGIN or ROLLBACK, and no reset on return to the
-    pool; there is no pre-ping either: a connection found dead is
-    invalidated by SQLAlchemy and the caller retries (api._retry), which
-    costs a round trip once per lost connection instead of once per call.
-    oslo.db's filters still translate every error.
+    It has no pre-ping: a connection found dead is invalidated by
+    SQLAlchemy, oslo.db's filters raise DBConnectionError, and the call is
+    retried (api._retry), which costs a round trip once per lost
+    connection instead of once per call. In autocommit (the reads) it sends
+    no BEGIN, and nothing on return to the pool. Every error is translated
+    by oslo.db's filters, as on enginefacade's engines.
     """
-    options = {}
-    if engine.dialect.name == "postgresql":
+    dialect = engine.dialect.name
+    options = {"connect_args": {}}
+    if autocommit:
+        options.update(isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+    if dialect == "postgresql":
         options["client_encoding"] = "utf8"
+    elif dialect == "mysql":
+        # oslo.db's [database] mysql_sql_mode default: strict.
+        options["connect_args"]["init_command"] = (
+            "SET SESSION sql_mode = 'TRADITIONAL'")
     # Pool sizes and recycle time as oslo.db's [database] defaults.
-    reader = sa.create_engine(
-        engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False,
-        pool_reset_on_return=None, pool_recycle=3600, pool_size=5,
+    lone = sa.create_engine(
+        engine.url, pool_pre_ping=False, pool_recycle=3600, pool_size=5,
         max_overflow=50, **options)
-    exc_filters.register_engine(reader)
-    _prepare_engine(reader)
-    return reader
+    if dialect == "sqlite":
+        sa.event.listen(lone, "connect", _sqlite_foreign_keys)
+    exc_filters.register_engine(lone)
+    _prepare_engine(lone)
+    return lone
+
+
+def _sqlite_foreign_keys(dbapi_connection, connection_record):
+    # As oslo.db's sqlite_fk, which role_stash turns on.
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
 
 
 @contextlib.contextmanager
@@ -111,6 +127,8 @@ def translated_errors(conflict=None):
         raise exception.DatabaseUnavailable(
             "the database does not exist or cannot be opened") from error
     except sa.exc.DBAPIError as error:
+        # oslo.db passes some errors through untranslated: most
+        # OperationalErrors, MySQL's missing table.
         if error.statement is None:
             # Raised before any statement: the connect itself failed
             # (psycopg2's "connection to server ... failed", which oslo.db
@@ -121,9 +139,7 @@ def translated_errors(conflict=None):
     except db_exc.DBDeadlock as error:
         raise exception.DatabaseError(
             "deadlock persisted after retries") from error
-    except (db_exc.DBError, sa.exc.SQLAlchemyError) as error:
-        # oslo.db passes some errors through untranslated (most
-        # OperationalErrors, MySQL's missing table).
+    except db_exc.DBError as error:
         raise _database_error(error) from error
 
 
@@ -132,3 +148,55 @@ def _database_error(error):
     return exception.DatabaseError(
         f"database error ({type(cause).__name__}); if the schema is not "
         "at head, run `role-stash-manage db sync`")
+
+
+class PreparedSelect:
+    """A SELECT compiled once for an engine's dialect, run on a pooled DBAPI
+    cursor: one round trip and nothing around it (no Connection, execution
+    context or Result objects to build per call).
+
+    Rows come back as tuples, with SQLAlchemy's result processors applied
+    (SQLite's timestamps are text until then). Errors are not handled
+    here: rows() invalidates the connection it used and re-raises the
+    driver's error, for the caller to run the statement again on a
+    SQLAlchemy Connection, where it is translated and retried.
+    """
+
+    def __init__(self, engine, statement):
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self.engine = engine
+        self.driver_error = dialect.loaded_dbapi.Error
+        self._sql = str(compiled)
+        # The values the statement carries itself (its literals).
+        self._defaults = {name: bind.value
+                          for name, bind in compiled.binds.items()
+                          if bind.value is not None}
+        self._positions = compiled.positiontup if compiled.positional else None
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns]
+        self._processors = processors if any(processors) else None
+
+    def rows(self, **parameters):
+        """Return all rows for the bound parameters."""
+        parameters = {**self._defaults, **parameters}
+        if self._positions is not None:
+            parameters = [parameters[name] for name in self._positions]
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(self._sql, parameters)
+            rows = cursor.fetchall()
+            cursor.close()
+        except BaseException:
+            # Its state is unknown: never hand this connection out again.
+            connection.invalidate()
+            raise
+        finally:
+            connection.close()
+        if self._processors is None:
+            return rows
+        return [tuple(process(value) if process else value
+                      for process, value in zip(self._processors, row))
+                for row in rows]

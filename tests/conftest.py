@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 import testing.postgresql
 
 from role_stash import api
+from role_stash import db
 from role_stash import migration
 
 BACKENDS = ("sqlite", "postgresql", "mariadb")
@@ -177,9 +178,11 @@ def repository(_session_repository):
 
 
 @pytest.fixture
-def count_statements():
-    """count_statements(): a block that collects every statement any engine
-    sends while in it."""
+def count_statements(monkeypatch):
+    """count_statements(): a block that collects every statement sent while
+    in it, by any engine or by db.PreparedSelect (the reads' fast path,
+    which runs one statement on a pooled DBAPI cursor, outside the
+    engine's events)."""
 
     @contextlib.contextmanager
     def counting():
@@ -188,9 +191,16 @@ def count_statements():
         def record(conn, cursor, statement, parameters, context, many):
             statements.append(statement)
 
+        def prepared_rows(prepared, **parameters):
+            statements.append(prepared._sql)
+            return real_rows(prepared, **parameters)
+
+        real_rows = db.PreparedSelect.rows
         sa.event.listen(sa.Engine, "before_cursor_execute", record)
         try:
-            yield statements
+            with monkeypatch.context() as patch:
+                patch.setattr(db.PreparedSelect, "rows", prepared_rows)
+                yield statements
         finally:
             sa.event.remove(sa.Engine, "before_cursor_execute", record)
 

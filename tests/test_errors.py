@@ -51,7 +51,8 @@ def kill_pooled_connections(repository):
     """Drop the idle pooled connection each engine would hand out next: the
     server ends its session (SQLite: the driver closes its handle)."""
     for engine in (repository._context_manager.writer.get_engine(),
-                   repository._lone_reads_engine()):
+                   repository._lone_engine(True),
+                   repository._lone_engine(False)):
         dialect = engine.dialect.name
         with engine.connect() as victim:
             if dialect == "sqlite":
@@ -74,7 +75,6 @@ def test_reads_and_writes_recover_from_a_dropped_connection(repository):
                                      roles=ROLES)
     kill_pooled_connections(repository)
     assert repository.get_stash(INSTANCE) == stashed
-    kill_pooled_connections(repository)
     other = "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c"
     assert repository.stash_roles(other, project_id="p", user_id="u",
                                   roles=ROLES) == repository.get_stash(other)
