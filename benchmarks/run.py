@@ -1,11 +1,14 @@
 """Time role_stash's repository against the raw database drivers.
 
-Usage: python benchmarks/run.py [--quick] [--json PATH]
+Usage: python benchmarks/run.py [--quick] [--calls N] [--json PATH]
            [--backends sqlite,postgresql,mariadb] [--postgresql-url URL]
-           [--mariadb-url URL] [--sqlite-path PATH] [--profile BACKEND]
+           [--mariadb-url URL] [--sqlite-url URL] [--use-existing-database]
+           [--profile BACKEND]
 
-Per backend, in a database it creates and drops, it times the repository
-call and the raw driver doing the equivalent SQL, in alternating blocks:
+Per backend, in a database it creates and drops (--use-existing-database:
+in the empty database of each given URL, migrated and emptied again), it
+times the repository call and the raw driver doing the equivalent SQL, in
+alternating blocks (--calls: timed calls per operation):
   read       get_stash(uuid) vs the same indexed SELECT (one kept-open
              autocommit connection); at every table size
   bulk_read  get_stashes(100 uuids) vs the same SELECT with an IN list;
@@ -15,10 +18,17 @@ call and the raw driver doing the equivalent SQL, in alternating blocks:
              at the largest table size
 Table sizes are 10k, 100k and 1M stashed instances (--quick: 10k only).
 
---json PATH writes a list of records. Timing records have exactly the keys
+It then counts the round trips per call of each side, over a repository
+and raw connections of their own, on the server's side of the driver:
+every request PyMySQL sends (queries, BEGIN/COMMIT, pings); every
+statement PostgreSQL logs (log_statement=all, sent back as notices; this
+needs a superuser); every statement SQLite runs (its trace callback).
+
+--json PATH writes a list of records. Timing records have the keys
 backend, operation ("read", "write", "bulk_read"), rows, p50_us, p99_us,
-raw_p50_us, raw_p99_us, ratio_p50, ratio_p99 (ratio: API / raw). One record
-per backend has operation "memory" and the keys backend, operation, rows,
+raw_p50_us, raw_p99_us, ratio_p50, ratio_p99 (ratio: API / raw), and
+round_trips, raw_round_trips (per call, API and raw). One record per
+backend has operation "memory" and the keys backend, operation, rows,
 reads, rss_before_kb, rss_after_kb, growth_kb: the resident set size
 around 100k API reads (--quick: 10k) at the largest table size.
 """
@@ -27,6 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import functools
 import gc
 import hashlib
 import json
@@ -55,7 +66,7 @@ ROLES = ("member", "reader", "admin")
 BULK = 100
 BLOCK = 100
 POPULATE_BATCH = 5000
-STATEMENT_SAMPLE = 100
+ROUND_TRIP_CALLS = 50
 PROFILE_READS = 2000
 TABLE_COLUMNS = ("backend", "operation", "rows", "p50_us", "p99_us",
                  "raw_p50_us", "raw_p99_us", "ratio_p50", "ratio_p99")
@@ -105,7 +116,7 @@ def _connect_postgresql(url, autocommit):
     import psycopg2
     connection = psycopg2.connect(
         host=url.host, port=url.port or 5432, user=url.username,
-        password=url.password or "", dbname=url.database)
+        password=url.password or "", dbname=url.database, **url.query)
     connection.autocommit = autocommit
     return connection
 
@@ -118,6 +129,50 @@ def _connect_mariadb(url, autocommit):
         charset=url.query.get("charset", "utf8mb4"), autocommit=autocommit)
 
 
+@contextlib.contextmanager
+def _sqlite_round_trips(url, tick):
+    """Yield url and a watch(connection) ticking per statement SQLite runs."""
+    yield url, lambda connection: connection.set_trace_callback(tick)
+
+
+class _StatementNotices:
+    """A psycopg2 notices list that ticks per statement the server logged."""
+
+    def __init__(self, tick):
+        self.tick = tick
+
+    def append(self, notice):
+        if notice.startswith("LOG:  statement: "):
+            self.tick()
+
+
+@contextlib.contextmanager
+def _postgresql_round_trips(url, tick):
+    """Yield url sending statement logs to the client, and a watch ticking."""
+    options = url.query.get("options", "") + (
+        " -c log_statement=all -c client_min_messages=log")
+    yield (url.update_query_dict({"options": options.strip()}),
+           lambda connection: setattr(
+               connection, "notices", _StatementNotices(tick)))
+
+
+@contextlib.contextmanager
+def _mariadb_round_trips(url, tick):
+    """Yield url and a no-op watch; meanwhile each PyMySQL request ticks."""
+    from pymysql.connections import Connection
+    send = Connection._execute_command
+
+    def counted(connection, command, sql):
+        tick()
+        return send(connection, command, sql)
+
+    Connection._execute_command = counted
+    try:
+        yield url, lambda connection: None
+    finally:
+        Connection._execute_command = send
+
+
 @dataclasses.dataclass(frozen=True)
 class Backend:
     """How to reach a backend with its raw driver."""
@@ -125,19 +180,23 @@ class Backend:
     connect: object  # (url, autocommit) -> DB-API connection
     placeholder: str
     analyze_sql: str
+    # (url, tick) -> context of (url to count on, watch(DB-API connection))
+    count_round_trips: object
     admin_database: str | None = None  # to CREATE/DROP from; None: a file
     create_sql: str | None = None
     drop_sql: str | None = None
 
 
 BACKENDS = {
-    "sqlite": Backend(_connect_sqlite, "?", "ANALYZE"),
+    "sqlite": Backend(_connect_sqlite, "?", "ANALYZE", _sqlite_round_trips),
     "postgresql": Backend(
-        _connect_postgresql, "%s", "VACUUM ANALYZE", "postgres",
-        "CREATE DATABASE {}", "DROP DATABASE IF EXISTS {} WITH (FORCE)"),
+        _connect_postgresql, "%s", "VACUUM ANALYZE", _postgresql_round_trips,
+        "postgres", "CREATE DATABASE {}",
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)"),
     "mariadb": Backend(
         _connect_mariadb, "%s", "ANALYZE TABLE role_stashes, role_stash_roles",
-        "mysql", "CREATE DATABASE {} CHARACTER SET utf8mb4",
+        _mariadb_round_trips, "mysql",
+        "CREATE DATABASE {} CHARACTER SET utf8mb4",
         "DROP DATABASE IF EXISTS {}"),
 }
 
@@ -222,11 +281,12 @@ def rss_kb():
 class BackendBench:
     """One backend's database, repository and raw connections."""
 
-    def __init__(self, name, url, settings):
+    def __init__(self, name, url, settings, existing=False):
         self.name = name
         self.backend = BACKENDS[name]
         self.url = make_url(url)
         self.settings = settings
+        self.existing = existing
         self.rng = random.Random(42)
         self.populated = 0
         self.read_sql = self.sql(READ_SQL.format(match="= ?"))
@@ -238,21 +298,47 @@ class BackendBench:
                      + ", ".join(["(?, ?, ?)"] * len(ROLES))))
 
     def __enter__(self):
-        _create_database(self.backend, self.url)
-        self.repo = api.StashRepository.from_url(
-            self.url.render_as_string(hide_password=False))
-        engine = self.repo._context_manager.writer.get_engine()
-        with engine.begin() as connection:
-            migration.sync(connection)
-        self.reader = self.backend.connect(self.url, autocommit=True)
-        self.writer = self.backend.connect(self.url, autocommit=False)
+        with contextlib.ExitStack() as stack:
+            if not self.existing:
+                _create_database(self.backend, self.url)
+                stack.callback(_drop_database, self.backend, self.url)
+            self.repo, self.reader, self.writer = stack.enter_context(
+                self.clients(self.url))
+            engine = self.repo._context_manager.writer.get_engine()
+            with engine.begin() as connection:
+                migration.sync(connection)
+                stashed = connection.scalar(
+                    sa.text("SELECT COUNT(*) FROM role_stashes"))
+            if stashed:
+                raise RuntimeError(f"{self.name}: the database already holds "
+                                   f"{stashed} stashes; give an empty one")
+            if self.existing:
+                stack.callback(self.empty)
+            self._close = stack.pop_all().close
         return self
 
     def __exit__(self, *exc_info):
-        self.reader.close()
-        self.writer.close()
-        self.repo.close()
-        _drop_database(self.backend, self.url)
+        self._close()
+
+    @contextlib.contextmanager
+    def clients(self, url):
+        """Yield a repository, a raw autocommit reader and a raw writer."""
+        with contextlib.ExitStack() as stack:
+            repo = api.StashRepository.from_url(
+                url.render_as_string(hide_password=False))
+            stack.callback(repo.close)
+            reader = stack.enter_context(contextlib.closing(
+                self.backend.connect(url, autocommit=True)))
+            writer = stack.enter_context(contextlib.closing(
+                self.backend.connect(url, autocommit=False)))
+            yield repo, reader, writer
+
+    def empty(self):
+        """Delete every stash and role, leaving the migrated tables."""
+        cursor = self.writer.cursor()
+        cursor.execute("DELETE FROM role_stash_roles")
+        cursor.execute("DELETE FROM role_stashes")
+        self.writer.commit()
 
     def sql(self, text):
         """Return text with the driver's placeholder for '?'."""
@@ -282,35 +368,26 @@ class BackendBench:
         return [uuid_for(self.rng.randrange(self.populated))
                 for _ in range(count)]
 
-    def raw_read(self, params):
-        """Run the repository's SELECT of one stash; return the rows."""
-        cursor = self.reader.cursor()
-        cursor.execute(self.read_sql, params)
+    @staticmethod
+    def raw_select(reader, sql, params):
+        """Run one of the repository's SELECTs; return the rows."""
+        cursor = reader.cursor()
+        cursor.execute(sql, params)
         return cursor.fetchall()
 
-    def raw_bulk_read(self, params):
-        """Run the repository's SELECT of BULK stashes; return the rows."""
-        cursor = self.reader.cursor()
-        cursor.execute(self.bulk_read_sql, params)
-        return cursor.fetchall()
-
-    def raw_write(self, instance_uuid):
+    def raw_write(self, writer, instance_uuid):
         """Insert a stash with its roles in one committed transaction."""
         insert_stash, insert_roles = self.write_sqls
-        cursor = self.writer.cursor()
+        cursor = writer.cursor()
         cursor.execute(insert_stash, (instance_uuid, "project-w", "user-w",
                                       _timestamp()))
         (stash_id,) = cursor.fetchone()
         cursor.execute(insert_roles, [
             value for position, name in enumerate(ROLES)
             for value in (stash_id, position, name)])
-        self.writer.commit()
+        writer.commit()
 
-    def api_write(self, instance_uuid):
-        self.repo.stash_roles(instance_uuid, project_id="project-w",
-                              user_id="user-w", roles=list(ROLES))
-
-    def operations(self):
+    def operations(self, repo, reader, writer):
         """Return {operation: (api_call, raw_call, make_args(count))}."""
         def reads(count):
             uuids = self.random_uuids(count)
@@ -324,16 +401,23 @@ class BackendBench:
             return ([str(uuid.uuid4()) for _ in range(count)],
                     [str(uuid.uuid4()) for _ in range(count)])
 
+        def api_write(instance_uuid):
+            repo.stash_roles(instance_uuid, project_id="project-w",
+                             user_id="user-w", roles=list(ROLES))
+
         return {
-            "read": (self.repo.get_stash, self.raw_read, reads),
-            "bulk_read": (self.repo.get_stashes, self.raw_bulk_read,
-                          bulk_reads),
-            "write": (self.api_write, self.raw_write, writes),
+            "read": (repo.get_stash, functools.partial(
+                self.raw_select, reader, self.read_sql), reads),
+            "bulk_read": (repo.get_stashes, functools.partial(
+                self.raw_select, reader, self.bulk_read_sql), bulk_reads),
+            "write": (api_write, functools.partial(self.raw_write, writer),
+                      writes),
         }
 
     def time_operation(self, operation):
         """Return the timing record of an operation at the current size."""
-        api_call, raw_call, make_args = self.operations()[operation]
+        api_call, raw_call, make_args = self.operations(
+            self.repo, self.reader, self.writer)[operation]
         calls = (self.settings.bulk_calls if operation == "bulk_read"
                  else self.settings.calls)
         api_args, raw_args = make_args(calls + calls // 10)
@@ -342,24 +426,42 @@ class BackendBench:
         return timing_record(self.name, operation, self.populated,
                              api_ns, raw_ns)
 
-    def statements_per_call(self, operation):
-        """Return the statements per API call, counted on every engine."""
-        api_call, _, make_args = self.operations()[operation]
+    def round_trips(self):
+        """Return {operation: (api, raw) round trips per call}, warmed up."""
         count = 0
+        warmup = ROUND_TRIP_CALLS // 10
 
-        def counted(*_):
+        def tick(*_):
             nonlocal count
             count += 1
 
-        api_args, _ = make_args(STATEMENT_SAMPLE)
-        sa.event.listen(sa.engine.Engine, "before_cursor_execute", counted)
-        try:
-            for arg in api_args:
-                api_call(arg)
-        finally:
-            sa.event.remove(sa.engine.Engine, "before_cursor_execute",
-                            counted)
-        return count / STATEMENT_SAMPLE
+        def per_call(call, args):
+            for arg in args[:warmup]:
+                call(arg)
+            before = count
+            for arg in args[warmup:]:
+                call(arg)
+            return (count - before) / ROUND_TRIP_CALLS
+
+        with self.backend.count_round_trips(self.url, tick) as (url, watch):
+            def watch_pooled(dbapi_connection, _record):
+                watch(dbapi_connection)
+
+            sa.event.listen(sa.pool.Pool, "connect", watch_pooled)
+            try:
+                with self.clients(url) as (repo, reader, writer):
+                    watch(reader)
+                    watch(writer)
+                    trips = {}
+                    for operation, (api_call, raw_call, make_args) in (
+                            self.operations(repo, reader, writer).items()):
+                        api_args, raw_args = make_args(
+                            warmup + ROUND_TRIP_CALLS)
+                        trips[operation] = (per_call(api_call, api_args),
+                                            per_call(raw_call, raw_args))
+                    return trips
+            finally:
+                sa.event.remove(sa.pool.Pool, "connect", watch_pooled)
 
     def memory(self):
         """Return the memory record around many API reads."""
@@ -389,10 +491,10 @@ class BackendBench:
         return profiler.output_text(unicode=True, color=False)
 
 
-def run_backend(name, url, settings, profile):
+def run_backend(name, url, settings, profile, existing):
     """Benchmark one backend; return its records and report lines."""
     records, notes = [], []
-    with BackendBench(name, url, settings) as bench:
+    with BackendBench(name, url, settings, existing) as bench:
         for size in settings.sizes:
             _progress(f"{name}: populating {size} stashes")
             bench.populate(size)
@@ -401,11 +503,14 @@ def run_backend(name, url, settings, profile):
                 records.append(bench.time_operation(operation))
         _progress(f"{name}: write at {bench.populated}")
         records.append(bench.time_operation("write"))
-        counts = ", ".join(
-            f"{operation}={bench.statements_per_call(operation):g}"
-            for operation in ("read", "bulk_read", "write"))
-        notes.append(f"{name}: statements per API call "
-                     f"(before_cursor_execute): {counts}")
+        _progress(f"{name}: round trips over {ROUND_TRIP_CALLS} calls")
+        trips = bench.round_trips()
+        for record in records:
+            record["round_trips"], record["raw_round_trips"] = trips[
+                record["operation"]]
+        notes.append(f"{name}: round trips per call, API / raw: " + ", ".join(
+            f"{operation} {api_trips:g} / {raw_trips:g}"
+            for operation, (api_trips, raw_trips) in trips.items()))
         _progress(f"{name}: memory over {settings.memory_reads} reads")
         memory = bench.memory()
         records.append(memory)
@@ -442,21 +547,33 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="10k rows and fewer calls (about a minute)")
+    parser.add_argument("--calls", metavar="N", type=int,
+                        help="timed calls per operation (smoke tests)")
     parser.add_argument("--json", metavar="PATH",
                         help="write the records here")
     parser.add_argument("--backends", default=",".join(BACKENDS),
                         type=lambda value: value.split(","),
                         help="comma-separated, of: " + ", ".join(BACKENDS))
-    parser.add_argument("--postgresql-url", default=DEFAULT_URLS["postgresql"])
-    parser.add_argument("--mariadb-url", default=DEFAULT_URLS["mariadb"])
-    parser.add_argument("--sqlite-path",
-                        default=make_url(DEFAULT_URLS["sqlite"]).database)
+    for name, url in DEFAULT_URLS.items():
+        parser.add_argument(f"--{name}-url", metavar="URL",
+                            help=f"default: {url}")
+    parser.add_argument("--use-existing-database", action="store_true",
+                        help="use the given URLs' empty databases as they "
+                        "are: migrate them, empty them afterwards")
     parser.add_argument("--profile", metavar="BACKEND", choices=BACKENDS,
                         help="print pyinstrument's profile of API reads")
     args = parser.parse_args(argv)
     unknown = set(args.backends) - set(BACKENDS)
     if unknown:
         parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    if args.calls is not None and args.calls < 2:
+        parser.error("--calls must be at least 2")
+    if args.use_existing_database:
+        implicit = [name for name in args.backends
+                    if getattr(args, f"{name}_url") is None]
+        if implicit:
+            parser.error("--use-existing-database needs the URL of: "
+                         + ", ".join(implicit))
     if args.profile and args.profile not in args.backends:
         parser.error(f"--profile {args.profile} is not among --backends")
     return args
@@ -466,13 +583,16 @@ def main(argv=None):
     """Run the benchmark; return 0."""
     args = parse_args(argv)
     settings = QUICK if args.quick else FULL
-    urls = {"sqlite": f"sqlite:///{os.path.abspath(args.sqlite_path)}",
-            "postgresql": args.postgresql_url, "mariadb": args.mariadb_url}
+    if args.calls is not None:
+        settings = dataclasses.replace(settings, calls=args.calls,
+                                       bulk_calls=args.calls)
     started = time.perf_counter()
     records, notes = [], []
     for name in args.backends:
+        url = getattr(args, f"{name}_url") or DEFAULT_URLS[name]
         backend_records, backend_notes = run_backend(
-            name, urls[name], settings, args.profile == name)
+            name, url, settings, args.profile == name,
+            args.use_existing_database)
         records += backend_records
         notes += backend_notes
     print(format_table(records))

@@ -73,6 +73,8 @@ class Stash:
 
 def _in_transaction(context):
     """Say whether context carries an open enginefacade transaction."""
+    if context is None:
+        return False
     try:
         return context.transaction_ctx is not None
     except (AttributeError, db_exc.NoEngineContextEstablished):

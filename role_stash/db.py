@@ -82,13 +82,16 @@ def lone_engine(engine, autocommit):
     SQLAlchemy, oslo.db's filters raise DBConnectionError, and the call is
     retried (api._retry), which costs a round trip once per lost
     connection instead of once per call. In autocommit (the reads) it sends
-    no BEGIN, and nothing on return to the pool. Every error is translated
-    by oslo.db's filters, as on enginefacade's engines.
+    no BEGIN. Every error is translated by oslo.db's filters, as on
+    enginefacade's engines.
     """
     dialect = engine.dialect.name
-    options = {"connect_args": {}}
+    # Nothing on return to the pool: in autocommit there is nothing to
+    # undo, and every write ends its transaction itself (engine.begin()
+    # commits or rolls back) where a reset would cost PyMySQL a ROLLBACK.
+    options = {"connect_args": {}, "pool_reset_on_return": None}
     if autocommit:
-        options.update(isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+        options["isolation_level"] = "AUTOCOMMIT"
     if dialect == "postgresql":
         options["client_encoding"] = "utf8"
     elif dialect == "mysql":
