@@ -148,6 +148,11 @@ _INSERT_STASH_IF_ABSENT = {
     .returning(STASHES.c.id)
     for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))}
 _INSERT_ROLES = sa.insert(ROLES)
+_STASH_KEYS = ("instance_uuid", "project_id", "user_id", "project_domain_id",
+               "user_domain_id", "created_at", "deleted")
+# Up to this many roles, a new stash's roles go in one multi-row INSERT
+# compiled once per count; more take the Core path (executemany).
+_MOST_QUICK_ROLES = 32
 _UPDATE_STASH = sa.update(STASHES).where(
     STASHES.c.id == sa.bindparam("stash_id"))
 _DELETE_ROLES = sa.delete(ROLES).where(
@@ -155,6 +160,15 @@ _DELETE_ROLES = sa.delete(ROLES).where(
 _SOFT_DELETE = sa.update(STASHES).where(
     STASHES.c.instance_uuid == sa.bindparam("uuid"), _LIVE).values(
         deleted=STASHES.c.id, deleted_at=sa.bindparam("now"))
+
+
+@functools.lru_cache(maxsize=_MOST_QUICK_ROLES)
+def _insert_roles_statement(count):
+    """A multi-row INSERT of count roles of stash :sid, :name0 and on."""
+    return sa.insert(ROLES).values([
+        {"stash_id": sa.bindparam("sid"), "position": position,
+         "name": sa.bindparam(f"name{position}")}
+        for position in range(count)])
 
 
 def _insert_stash(connection, row):
@@ -200,7 +214,7 @@ class StashRepository:
         caller's own to let calls join the caller's transactions."""
         self._context_manager = context_manager
         self._lone_engines = {}
-        self._prepared_selects = {}
+        self._prepared_statements = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -230,26 +244,73 @@ class StashRepository:
                     autocommit=not writer)
         return self._lone_engines[writer]
 
-    def _prepared(self, statement):
-        prepared = self._prepared_selects.get(statement)
+    def _prepared(self, statement, writer=False, column_keys=None):
+        """The statement compiled for the lone engine of reads or writes."""
+        key = (statement, writer)
+        prepared = self._prepared_statements.get(key)
         if prepared is None:
-            prepared = db.PreparedSelect(self._lone_engine(False), statement)
-            self._prepared_selects[statement] = prepared
+            prepared = db.Prepared(self._lone_engine(writer), statement,
+                                   column_keys)
+            self._prepared_statements[key] = prepared
         return prepared
 
     def _select(self, statement, context, parameters):
         """Return the rows of a SELECT: in the caller's transaction, else
-        on the prepared fast path; a driver error there sends the read
+        on a pooled DBAPI cursor; a driver error there sends the read
         through _run, where it is translated and retried."""
         if not _in_transaction(context):
             prepared = self._prepared(statement)
             try:
-                return prepared.rows(**parameters)
-            except prepared.driver_error:
+                with db.pooled_cursor(prepared.engine, commit=False) as cursor:
+                    prepared.execute(cursor, parameters)
+                    return prepared.fetchall(cursor)
+            except prepared.engine.dialect.loaded_dbapi.Error:
                 LOG.debug("Lone read failed; reading again on a Connection",
                           exc_info=True)
         return self._run(False, context, lambda connection: (
             connection.execute(statement, parameters).all()))
+
+    def _stash_new(self, wanted):
+        """Stash an instance that has no live stash, in one transaction on
+        a pooled DBAPI cursor; return None when the Core path must do it:
+        the instance has a live stash, more than _MOST_QUICK_ROLES roles, or
+        the driver failed (the Core path translates and retries)."""
+        if len(wanted.roles) > _MOST_QUICK_ROLES:
+            return None
+        engine = self._lone_engine(True)
+        returning = _INSERT_STASH_IF_ABSENT.get(engine.dialect.name)
+        insert_stash = self._prepared(
+            _INSERT_STASH if returning is None else returning, True,
+            _STASH_KEYS)
+        now = timeutils.utcnow()
+        try:
+            with db.pooled_cursor(engine, commit=True) as cursor:
+                insert_stash.execute(cursor, {
+                    "instance_uuid": wanted.instance_uuid,
+                    "project_id": wanted.project_id,
+                    "user_id": wanted.user_id,
+                    "project_domain_id": wanted.project_domain_id,
+                    "user_domain_id": wanted.user_domain_id,
+                    "created_at": now, "deleted": 0})
+                if returning is None:
+                    stash_id = cursor.lastrowid
+                else:
+                    inserted = cursor.fetchone()
+                    if inserted is None:
+                        return None
+                    stash_id = inserted[0]
+                if wanted.roles:
+                    self._prepared(
+                        _insert_roles_statement(len(wanted.roles)), True,
+                    ).execute(cursor, {"sid": stash_id, **{
+                        f"name{index}": name
+                        for index, name in enumerate(wanted.roles)}})
+        except engine.dialect.loaded_dbapi.Error:
+            # A duplicate (MySQL), or a failure the Core path will report.
+            LOG.debug("Quick stash failed; stashing on a Connection",
+                      exc_info=True)
+            return None
+        return dataclasses.replace(wanted, created_at=now)
 
     def _run(self, writer, context, work, conflict=None):
         """Run work(connection): in the caller's transaction when context
@@ -289,6 +350,12 @@ class StashRepository:
             user_domain_id=validation.optional_text(
                 user_domain_id, "user_domain_id"))
         replace = validation.flag(replace, "replace")
+        if not _in_transaction(context):
+            stash = self._stash_new(wanted)
+            if stash is not None:
+                LOG.debug("Stashed the boot roles of instance %s",
+                          stash.instance_uuid)
+                return stash
 
         def write(connection):
             now = timeutils.utcnow()

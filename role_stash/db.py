@@ -153,53 +153,71 @@ def _database_error(error):
         "at head, run `role-stash-manage db sync`")
 
 
-class PreparedSelect:
-    """A SELECT compiled once for an engine's dialect, run on a pooled DBAPI
-    cursor: one round trip and nothing around it (no Connection, execution
-    context or Result objects to build per call).
+class Prepared:
+    """A statement compiled once for an engine's dialect, to run on a
+    pooled DBAPI cursor (see pooled_cursor): no Connection, execution
+    context or Result objects to build per call. SQLAlchemy's bind and
+    result processors still apply (SQLite keeps timestamps as text)."""
 
-    Rows come back as tuples, with SQLAlchemy's result processors applied
-    (SQLite's timestamps are text until then). Errors are not handled
-    here: rows() invalidates the connection it used and re-raises the
-    driver's error, for the caller to run the statement again on a
-    SQLAlchemy Connection, where it is translated and retried.
-    """
-
-    def __init__(self, engine, statement):
+    def __init__(self, engine, statement, column_keys=None):
         dialect = engine.dialect
-        compiled = statement.compile(dialect=dialect)
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
         self.engine = engine
-        self.driver_error = dialect.loaded_dbapi.Error
-        self._sql = str(compiled)
+        self.sql = str(compiled)
         # The values the statement carries itself (its literals).
         self._defaults = {name: bind.value
                           for name, bind in compiled.binds.items()
                           if bind.value is not None}
+        self._bind_processors = {
+            name: processor for name, processor in (
+                (name, bind.type.dialect_impl(dialect).bind_processor(dialect))
+                for name, bind in compiled.binds.items())
+            if processor is not None}
         self._positions = compiled.positiontup if compiled.positional else None
         processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns]
-        self._processors = processors if any(processors) else None
+            for column in getattr(statement, "selected_columns", ())]
+        self._result_processors = processors if any(processors) else None
 
-    def rows(self, **parameters):
-        """Return all rows for the bound parameters."""
-        parameters = {**self._defaults, **parameters}
+    def execute(self, cursor, values):
+        """Run the statement on a DBAPI cursor, values by bind name."""
+        parameters = {**self._defaults, **values}
+        for name, process in self._bind_processors.items():
+            parameters[name] = process(parameters[name])
         if self._positions is not None:
             parameters = [parameters[name] for name in self._positions]
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(self._sql, parameters)
-            rows = cursor.fetchall()
-            cursor.close()
-        except BaseException:
-            # Its state is unknown: never hand this connection out again.
-            connection.invalidate()
-            raise
-        finally:
-            connection.close()
-        if self._processors is None:
+        cursor.execute(self.sql, parameters)
+
+    def fetchall(self, cursor):
+        """Return the cursor's rows as tuples, processed."""
+        rows = cursor.fetchall()
+        if self._result_processors is None:
             return rows
         return [tuple(process(value) if process else value
-                      for process, value in zip(self._processors, row))
+                      for process, value in zip(self._result_processors, row))
                 for row in rows]
+
+
+@contextlib.contextmanager
+def pooled_cursor(engine, commit):
+    """Yield a DBAPI cursor on a connection of engine's pool; then commit,
+    if asked. Driver errors are not translated here: the transaction is
+    rolled back, the connection invalidated (unless an IntegrityError said
+    it is sound) and the error re-raised, for the caller to go the
+    SQLAlchemy way, where oslo.db translates it and the call is retried."""
+    driver = engine.dialect.loaded_dbapi
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        yield cursor
+        cursor.close()
+        if commit:
+            connection.commit()
+    except driver.IntegrityError:
+        connection.rollback()
+        raise
+    except BaseException:
+        connection.invalidate()
+        raise
+    finally:
+        connection.close()

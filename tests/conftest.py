@@ -180,9 +180,8 @@ def repository(_session_repository):
 @pytest.fixture
 def count_statements(monkeypatch):
     """count_statements(): a block that collects every statement sent while
-    in it, by any engine or by db.PreparedSelect (the reads' fast path,
-    which runs one statement on a pooled DBAPI cursor, outside the
-    engine's events)."""
+    in it, by any engine or by a db.Prepared statement (the lone calls'
+    path, on a pooled DBAPI cursor, outside the engine's events)."""
 
     @contextlib.contextmanager
     def counting():
@@ -191,15 +190,15 @@ def count_statements(monkeypatch):
         def record(conn, cursor, statement, parameters, context, many):
             statements.append(statement)
 
-        def prepared_rows(prepared, **parameters):
-            statements.append(prepared._sql)
-            return real_rows(prepared, **parameters)
+        def prepared_execute(prepared, cursor, values):
+            statements.append(prepared.sql)
+            return real_execute(prepared, cursor, values)
 
-        real_rows = db.PreparedSelect.rows
+        real_execute = db.Prepared.execute
         sa.event.listen(sa.Engine, "before_cursor_execute", record)
         try:
             with monkeypatch.context() as patch:
-                patch.setattr(db.PreparedSelect, "rows", prepared_rows)
+                patch.setattr(db.Prepared, "execute", prepared_execute)
                 yield statements
         finally:
             sa.event.remove(sa.Engine, "before_cursor_execute", record)
