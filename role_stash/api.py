@@ -8,7 +8,7 @@ has a transaction open (from the same transaction context manager) joins
 it, so the stash commits or rolls back with the caller's work; it is then
 not retried, since the caller owns the transaction. Otherwise the method
 runs alone: a write in a transaction of its own, a read in autocommit, both
-retried on deadlock, lost connection and a concurrent create.
+retried on deadlock and lost connection.
 """
 
 import dataclasses
@@ -152,7 +152,7 @@ _STASH_KEYS = ("instance_uuid", "project_id", "user_id", "project_domain_id",
                "user_domain_id", "created_at", "deleted")
 # Up to this many roles, a new stash's roles go in one multi-row INSERT
 # compiled once per count; more take the Core path (executemany).
-_MOST_QUICK_ROLES = 32
+_MAX_QUICK_ROLES = 32
 _UPDATE_STASH = sa.update(STASHES).where(
     STASHES.c.id == sa.bindparam("stash_id"))
 _DELETE_ROLES = sa.delete(ROLES).where(
@@ -162,13 +162,52 @@ _SOFT_DELETE = sa.update(STASHES).where(
         deleted=STASHES.c.id, deleted_at=sa.bindparam("now"))
 
 
-@functools.lru_cache(maxsize=_MOST_QUICK_ROLES)
+@functools.lru_cache(maxsize=_MAX_QUICK_ROLES)
 def _insert_roles_statement(count):
     """A multi-row INSERT of count roles of stash :sid, :name0 and on."""
     return sa.insert(ROLES).values([
         {"stash_id": sa.bindparam("sid"), "position": position,
          "name": sa.bindparam(f"name{position}")}
         for position in range(count)])
+
+
+def _stash_row(stash, now):
+    """The role_stashes row of a new stash."""
+    return {"instance_uuid": stash.instance_uuid, "created_at": now,
+            "deleted": 0, **_replaceable_columns(stash)}
+
+
+def _replaceable_columns(stash):
+    return {"project_id": stash.project_id, "user_id": stash.user_id,
+            "project_domain_id": stash.project_domain_id,
+            "user_domain_id": stash.user_domain_id}
+
+
+def _write_stash(connection, wanted, replace):
+    """Stash wanted in a transaction; return the Stash now live."""
+    now = timeutils.utcnow()
+    stash_id = _insert_stash(connection, _stash_row(wanted, now))
+    if stash_id is not None:
+        _insert_roles(connection, stash_id, wanted.roles)
+        return dataclasses.replace(wanted, created_at=now)
+    rows = connection.execute(
+        _GET_STASH, {"instance_uuid": wanted.instance_uuid}).all()
+    if not rows:
+        # The live stash that blocked the INSERT was deleted since.
+        raise exception.StashConflict(wanted.instance_uuid)
+    current = _stashes_from_rows(rows)[0]
+    if current._payload() == wanted._payload():
+        return current
+    if not replace:
+        raise exception.StashConflict(wanted.instance_uuid)
+    stash_id = rows[0][0]
+    connection.execute(_UPDATE_STASH, {
+        "stash_id": stash_id, "updated_at": now,
+        **_replaceable_columns(wanted)})
+    connection.execute(_DELETE_ROLES, {"stash_id": stash_id})
+    _insert_roles(connection, stash_id, wanted.roles)
+    return dataclasses.replace(
+        wanted, created_at=current.created_at, updated_at=now)
 
 
 def _insert_stash(connection, row):
@@ -192,12 +231,10 @@ def _insert_roles(connection, stash_id, roles):
 
 
 def _worth_a_retry(error):
-    """Besides deadlock and disconnect: a concurrent create of the same
-    instance (the retry reads that stash and answers as for a repeat, or
-    raises StashConflict), and SQLite's lock taken by another writer."""
-    return isinstance(error, db_exc.DBDuplicateEntry) or (
-        isinstance(error, sa.exc.OperationalError)
-        and "database is locked" in str(error.orig))
+    """Besides deadlock and disconnect: SQLite's lock, taken by another
+    writer (a racing create then reads the winner's stash)."""
+    return (isinstance(error, sa.exc.OperationalError)
+            and "database is locked" in str(error.orig))
 
 
 _retry = oslo_db_api.wrap_db_retry(
@@ -273,9 +310,9 @@ class StashRepository:
     def _stash_new(self, wanted):
         """Stash an instance that has no live stash, in one transaction on
         a pooled DBAPI cursor; return None when the Core path must do it:
-        the instance has a live stash, more than _MOST_QUICK_ROLES roles, or
+        the instance has a live stash, more than _MAX_QUICK_ROLES roles, or
         the driver failed (the Core path translates and retries)."""
-        if len(wanted.roles) > _MOST_QUICK_ROLES:
+        if len(wanted.roles) > _MAX_QUICK_ROLES:
             return None
         engine = self._lone_engine(True)
         returning = _INSERT_STASH_IF_ABSENT.get(engine.dialect.name)
@@ -285,13 +322,7 @@ class StashRepository:
         now = timeutils.utcnow()
         try:
             with db.pooled_cursor(engine, commit=True) as cursor:
-                insert_stash.execute(cursor, {
-                    "instance_uuid": wanted.instance_uuid,
-                    "project_id": wanted.project_id,
-                    "user_id": wanted.user_id,
-                    "project_domain_id": wanted.project_domain_id,
-                    "user_domain_id": wanted.user_domain_id,
-                    "created_at": now, "deleted": 0})
+                insert_stash.execute(cursor, _stash_row(wanted, now))
                 if returning is None:
                     stash_id = cursor.lastrowid
                 else:
@@ -350,45 +381,14 @@ class StashRepository:
             user_domain_id=validation.optional_text(
                 user_domain_id, "user_domain_id"))
         replace = validation.flag(replace, "replace")
+        stash = None
         if not _in_transaction(context):
             stash = self._stash_new(wanted)
-            if stash is not None:
-                LOG.debug("Stashed the boot roles of instance %s",
-                          stash.instance_uuid)
-                return stash
-
-        def write(connection):
-            now = timeutils.utcnow()
-            columns = {
-                "project_id": wanted.project_id, "user_id": wanted.user_id,
-                "project_domain_id": wanted.project_domain_id,
-                "user_domain_id": wanted.user_domain_id}
-            stash_id = _insert_stash(connection, {
-                "instance_uuid": wanted.instance_uuid, "created_at": now,
-                "deleted": 0, **columns})
-            if stash_id is not None:
-                _insert_roles(connection, stash_id, wanted.roles)
-                return dataclasses.replace(wanted, created_at=now)
-            rows = connection.execute(
-                _GET_STASH, {"instance_uuid": wanted.instance_uuid}).all()
-            if not rows:
-                # The live stash that blocked the INSERT was deleted since.
-                raise exception.StashConflict(wanted.instance_uuid)
-            current = _stashes_from_rows(rows)[0]
-            if current._payload() == wanted._payload():
-                return current
-            if not replace:
-                raise exception.StashConflict(wanted.instance_uuid)
-            stash_id = rows[0][0]
-            connection.execute(_UPDATE_STASH, {
-                "stash_id": stash_id, "updated_at": now, **columns})
-            connection.execute(_DELETE_ROLES, {"stash_id": stash_id})
-            _insert_roles(connection, stash_id, wanted.roles)
-            return dataclasses.replace(
-                wanted, created_at=current.created_at, updated_at=now)
-
-        stash = self._run(True, context, write,
-                          exception.StashConflict(wanted.instance_uuid))
+        if stash is None:
+            stash = self._run(
+                True, context,
+                lambda connection: _write_stash(connection, wanted, replace),
+                exception.StashConflict(wanted.instance_uuid))
         LOG.debug("Stashed the boot roles of instance %s", stash.instance_uuid)
         return stash
 

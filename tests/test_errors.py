@@ -9,6 +9,7 @@ from sqlalchemy.engine import make_url
 
 from role_stash import api
 from role_stash import exception
+from role_stash import migration
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 ROLES = ["member", "secret-project-role"]
@@ -107,3 +108,23 @@ def test_database_error_messages_carry_no_bound_values(database_url):
         assert not any("secret-project-role" in text for text in chain)
     finally:
         repository.close()
+
+
+def test_a_failed_write_leaves_nothing_behind(database_url):
+    """The stash row and its roles commit together or not at all: with the
+    roles table gone, the stash row is rolled back too."""
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        migration.upgrade(connection)
+        connection.execute(sa.text("DROP TABLE role_stash_roles"))
+    repository = api.StashRepository.from_url(database_url)
+    try:
+        with pytest.raises(exception.DatabaseError):
+            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                   roles=ROLES)
+        with engine.connect() as connection:
+            assert connection.scalar(sa.text(
+                "SELECT COUNT(*) FROM role_stashes")) == 0
+    finally:
+        repository.close()
+        engine.dispose()

@@ -113,3 +113,11 @@ def test_stash_from_a_request_context_reads_identity_only(repository):
     stashed = repository.stash_from_context(RequestContext(), INSTANCE)
     assert stashed.roles == ("member",)
     assert "gAAAAAB" not in repr(stashed)
+
+
+@pytest.mark.parametrize("count", [1, 2, 31, 32, 33, 64])
+def test_every_role_count_is_stashed_in_order(repository, count):
+    roles = [f"role-{index}" for index in range(count)]
+    stashed = stash(repository, roles=roles)
+    assert stashed.roles == tuple(roles)
+    assert repository.get_stash(INSTANCE) == stashed
