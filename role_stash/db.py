@@ -42,7 +42,7 @@ def _backend_options(url):
     return options
 
 
-def _prepare_engine(engine):
+def _hide_parameters(engine):
     # Error messages, and oslo.db's log of them, then carry the SQL but
     # never the bound values (role names, ids).
     engine.hide_parameters = True
@@ -57,7 +57,7 @@ def context_manager_from_url(url=None, **options):
     context_manager = enginefacade.transaction_context()
     context_manager.configure(
         connection=url, **{**_backend_options(url), **options})
-    context_manager.append_on_engine_create(_prepare_engine)
+    context_manager.append_on_engine_create(_hide_parameters)
     return context_manager
 
 
@@ -105,7 +105,7 @@ def lone_engine(engine, autocommit):
     if dialect == "sqlite":
         sa.event.listen(lone, "connect", _sqlite_foreign_keys)
     exc_filters.register_engine(lone)
-    _prepare_engine(lone)
+    _hide_parameters(lone)
     return lone
 
 
