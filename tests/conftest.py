@@ -140,6 +140,20 @@ def database_url(server):
     server.drop_database(url)
 
 
+# Nothing listens on port 1; no folder /nonexistent-folder exists.
+UNREACHABLE_URLS = {
+    "sqlite": "sqlite:////nonexistent-folder/role_stash.sqlite",
+    "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:1/test",
+    "mariadb": "mysql+pymysql://root@127.0.0.1:1/test?charset=utf8mb4",
+}
+
+
+@pytest.fixture
+def unreachable_url(server):
+    """A URL on the test's backend that cannot be reached."""
+    return UNREACHABLE_URLS[server.name]
+
+
 @pytest.fixture(scope="session")
 def migrated_url(server):
     """A database of this run, migrated to head, shared by the tests."""

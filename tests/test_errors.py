@@ -5,7 +5,6 @@ import logging
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from role_stash import api
 from role_stash import exception
@@ -15,37 +14,26 @@ INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 ROLES = ["member", "secret-project-role"]
 
 
+def assert_read_and_write_raise(url, error, match=None, **options):
+    repository = api.StashRepository.from_url(url, **options)
+    try:
+        with pytest.raises(error, match=match):
+            repository.get_stash(INSTANCE)
+        with pytest.raises(error, match=match):
+            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                   roles=ROLES)
+    finally:
+        repository.close()
+
+
 def test_unmigrated_database_is_a_database_error(database_url):
-    repository = api.StashRepository.from_url(database_url)
-    try:
-        with pytest.raises(exception.DatabaseError, match="schema is not at head"):
-            repository.get_stash(INSTANCE)
-        with pytest.raises(exception.DatabaseError):
-            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
-                                   roles=ROLES)
-    finally:
-        repository.close()
+    assert_read_and_write_raise(database_url, exception.DatabaseError,
+                                match="schema is not at head")
 
 
-def unreachable(url):
-    url = make_url(url)
-    if url.get_backend_name() == "sqlite":
-        return url.set(database="/nonexistent-folder/role_stash.sqlite")
-    return url.set(port=1)
-
-
-def test_unreachable_database_is_unavailable(database_url):
-    repository = api.StashRepository.from_url(
-        unreachable(database_url).render_as_string(hide_password=False),
-        max_retries=0)
-    try:
-        with pytest.raises(exception.DatabaseUnavailable):
-            repository.get_stash(INSTANCE)
-        with pytest.raises(exception.DatabaseUnavailable):
-            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
-                                   roles=ROLES)
-    finally:
-        repository.close()
+def test_unreachable_database_is_unavailable(unreachable_url):
+    assert_read_and_write_raise(unreachable_url,
+                                exception.DatabaseUnavailable, max_retries=0)
 
 
 def kill_pooled_connections(repository):
