@@ -1,5 +1,7 @@
 """role_stash: the create-time roles of each instance, for Nova's metadata."""
 
+import pathlib
+
 import setuptools
 
 setuptools.setup(
@@ -7,7 +9,8 @@ setuptools.setup(
     version="0.1.0",
     description="Create-time roles of compute instances, kept for the "
                 "metadata service's dynamic vendordata",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=pathlib.Path(__file__).with_name("README.md").read_text(
+        encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # The root alembic/ folder ships inside the package as

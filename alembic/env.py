@@ -64,7 +64,6 @@ def run_migrations_online():
     try:
         with engine.connect() as connection:
             run_migrations(connection)
-            connection.commit()
     finally:
         engine.dispose()
 

@@ -71,14 +71,14 @@ class Stash:
                 self.project_domain_id, self.user_domain_id)
 
 
-def _in_transaction(context):
-    """Say whether context carries an open enginefacade transaction."""
+def _open_transaction(context):
+    """Return the enginefacade transaction context has open, or None."""
     if context is None:
-        return False
+        return None
     try:
-        return context.transaction_ctx is not None
+        return context.transaction_ctx
     except (AttributeError, db_exc.NoEngineContextEstablished):
-        return False
+        return None
 
 
 _STASH_COLUMNS = (
@@ -154,7 +154,7 @@ _STASH_KEYS = ("instance_uuid", "project_id", "user_id", "project_domain_id",
 # compiled once per count; more take the Core path (executemany).
 _MAX_QUICK_ROLES = 32
 _UPDATE_STASH = sa.update(STASHES).where(
-    STASHES.c.id == sa.bindparam("stash_id"))
+    STASHES.c.id == sa.bindparam("stash_id"), _LIVE)
 _DELETE_ROLES = sa.delete(ROLES).where(
     ROLES.c.stash_id == sa.bindparam("stash_id"))
 _SOFT_DELETE = sa.update(STASHES).where(
@@ -162,7 +162,7 @@ _SOFT_DELETE = sa.update(STASHES).where(
         deleted=STASHES.c.id, deleted_at=sa.bindparam("now"))
 
 
-@functools.lru_cache(maxsize=_MAX_QUICK_ROLES)
+@functools.cache
 def _insert_roles_statement(count):
     """A multi-row INSERT of count roles of stash :sid, :name0 and on."""
     return sa.insert(ROLES).values([
@@ -201,9 +201,11 @@ def _write_stash(connection, wanted, replace):
     if not replace:
         raise exception.StashConflict(wanted.instance_uuid)
     stash_id = rows[0][0]
-    connection.execute(_UPDATE_STASH, {
-        "stash_id": stash_id, "updated_at": now,
-        **_replaceable_columns(wanted)})
+    if connection.execute(_UPDATE_STASH, {
+            "stash_id": stash_id, "updated_at": now,
+            **_replaceable_columns(wanted)}).rowcount != 1:
+        # Deleted since it was read: nothing live to replace.
+        raise exception.StashConflict(wanted.instance_uuid)
     connection.execute(_DELETE_ROLES, {"stash_id": stash_id})
     _insert_roles(connection, stash_id, wanted.roles)
     return dataclasses.replace(
@@ -267,9 +269,25 @@ class StashRepository:
 
     def close(self):
         """Close the pooled connections of this repository."""
-        self._context_manager.dispose_pool()
-        for engine in self._lone_engines.values():
-            engine.dispose()
+        with self._lock:
+            self._context_manager.dispose_pool()
+            for engine in self._lone_engines.values():
+                engine.dispose()
+            self._lone_engines.clear()
+            self._prepared_statements.clear()
+
+    def _in_transaction(self, context):
+        """Say whether the call joins the caller's transaction; refuse a
+        transaction of another context manager, which the call could not
+        join (it would commit apart, whatever the caller's fate)."""
+        transaction = _open_transaction(context)
+        if transaction is None:
+            return False
+        if transaction.factory is not self._context_manager._factory:
+            raise exception.InvalidArgument(
+                "context", "its open transaction is of another enginefacade "
+                "context manager; build the StashRepository on the caller's")
+        return True
 
     def _lone_engine(self, writer):
         """The engine of calls made alone: transactional for writes,
@@ -295,13 +313,14 @@ class StashRepository:
         """Return the rows of a SELECT: in the caller's transaction, else
         on a pooled DBAPI cursor; a driver error there sends the read
         through _run, where it is translated and retried."""
-        if not _in_transaction(context):
+        if not self._in_transaction(context):
             prepared = self._prepared(statement)
             try:
                 with db.pooled_cursor(prepared.engine, commit=False) as cursor:
                     prepared.execute(cursor, parameters)
                     return prepared.fetchall(cursor)
-            except prepared.engine.dialect.loaded_dbapi.Error:
+            except (prepared.engine.dialect.loaded_dbapi.Error,
+                    sa.exc.SQLAlchemyError):
                 LOG.debug("Lone read failed; reading again on a Connection",
                           exc_info=True)
         return self._run(False, context, lambda connection: (
@@ -336,7 +355,7 @@ class StashRepository:
                     ).execute(cursor, {"sid": stash_id, **{
                         f"name{index}": name
                         for index, name in enumerate(wanted.roles)}})
-        except engine.dialect.loaded_dbapi.Error:
+        except (engine.dialect.loaded_dbapi.Error, sa.exc.SQLAlchemyError):
             # A duplicate (MySQL), or a failure the Core path will report.
             LOG.debug("Quick stash failed; stashing on a Connection",
                       exc_info=True)
@@ -347,7 +366,7 @@ class StashRepository:
         """Run work(connection): in the caller's transaction when context
         has one open, else alone (see _run_alone)."""
         with db.translated_errors(conflict):
-            if not _in_transaction(context):
+            if not self._in_transaction(context):
                 return self._run_alone(writer, work)
             manager = (self._context_manager.writer if writer
                        else self._context_manager.reader)
@@ -382,7 +401,7 @@ class StashRepository:
                 user_domain_id, "user_domain_id"))
         replace = validation.flag(replace, "replace")
         stash = None
-        if not _in_transaction(context):
+        if not self._in_transaction(context):
             stash = self._stash_new(wanted)
         if stash is None:
             stash = self._run(
@@ -398,7 +417,7 @@ class StashRepository:
         the context's token is never touched."""
         return self.stash_roles(
             instance_uuid, project_id=context.project_id,
-            user_id=context.user_id, roles=list(context.roles),
+            user_id=context.user_id, roles=context.roles,
             project_domain_id=getattr(context, "project_domain_id", None),
             user_domain_id=getattr(context, "user_domain_id", None),
             replace=replace, context=context)
@@ -446,6 +465,7 @@ class StashRepository:
         limit = validation.limit(limit)
 
         def read(connection):
+            after = []
             if marker is not None:
                 marker_id = connection.execute(
                     sa.select(STASHES.c.id).where(
@@ -453,8 +473,8 @@ class StashRepository:
                 ).scalar_one_or_none()
                 if marker_id is None:
                     raise exception.MarkerNotFound(marker)
-                filters.append(STASHES.c.id > marker_id)
-            page = (sa.select(*_STASH_COLUMNS).where(*filters)
+                after.append(STASHES.c.id > marker_id)
+            page = (sa.select(*_STASH_COLUMNS).where(*filters, *after)
                     .order_by(STASHES.c.id).limit(limit).subquery())
             return _stashes_from_rows(connection.execute(_with_roles(page)))
 
@@ -477,7 +497,8 @@ class StashRepository:
         """Remove soft-deleted stashes deleted before older_than, batch_size
         per transaction; return how many were removed."""
         older_than = validation.utc_datetime(older_than, "older_than")
-        batch_size = validation.positive_int(batch_size, "batch_size")
+        batch_size = validation.positive_int(batch_size, "batch_size",
+                                             validation.MAX_BATCH)
         batch = (sa.select(STASHES.c.id)
                  .where(STASHES.c.deleted != 0,
                         STASHES.c.deleted_at < older_than)

@@ -14,6 +14,7 @@ import logging
 import sys
 
 from oslo_config import cfg
+import sqlalchemy as sa
 
 from role_stash import api
 from role_stash import db
@@ -83,6 +84,10 @@ def db_sync(args, context_manager):
         print("expand revisions are pending: run `role-stash-manage db sync "
               "--expand` first")
         return status
+    elif status == migration.CONTRACT_PENDING:
+        print("no expand revision is pending; contract ones are: run "
+              "`role-stash-manage db sync --contract` once every service "
+              "runs the new release")
     else:
         print("nothing to apply")
     return OK
@@ -90,14 +95,14 @@ def db_sync(args, context_manager):
 
 def db_version(args, context_manager):
     """Print the schema's revision."""
-    with context_manager.reader.get_engine().connect() as connection:
+    with context_manager.writer.get_engine().connect() as connection:
         print(migration.current_revision(connection) or "None (empty schema)")
     return OK
 
 
 def db_check(args, context_manager):
     """Say whether the schema is at head; exit 0, 2 or 4."""
-    with context_manager.reader.get_engine().connect() as connection:
+    with context_manager.writer.get_engine().connect() as connection:
         status = migration.check(connection)
     print({migration.AT_HEAD: "schema at head",
            migration.EXPAND_PENDING: "expand revisions pending: "
@@ -160,10 +165,10 @@ def purge(args, context_manager):
     return OK
 
 
-def _non_negative(text):
+def _days(text):
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
+    if not 0 <= value <= 36500:
+        raise argparse.ArgumentTypeError("must be from 0 to 36500 days")
     return value
 
 
@@ -226,7 +231,7 @@ def build_parser():
             (("--limit",), {"type": int}))
     command("delete", delete, instance)
     command("purge", purge,
-            (("--older-than-days",), {"type": _non_negative, "default": 0,
+            (("--older-than-days",), {"type": _days, "default": 0,
                                       "help": "default 0: every deleted "
                                               "stash"}),
             (("--batch-size",), {"type": int,
@@ -237,13 +242,14 @@ def build_parser():
 def main(argv=None):
     """Run role-stash-manage; return its exit code."""
     args = build_parser().parse_args(argv)
-    # Errors are reported below, once, without oslo.db's traceback.
-    logging.getLogger("oslo_db.sqlalchemy.exc_filters").setLevel(
-        logging.CRITICAL)
+    # Errors are reported below, once, without oslo.db's tracebacks.
+    for name in ("oslo_db.sqlalchemy.exc_filters", "oslo_db.api"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         with db.translated_errors():
             return args.run(args, _context_manager(args))
-    except exception.InvalidArgument as error:
+    except (exception.InvalidArgument, cfg.Error,
+            sa.exc.ArgumentError) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
     except (exception.StashNotFound, exception.MarkerNotFound) as error:

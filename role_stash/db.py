@@ -1,7 +1,9 @@
 """Engine and transaction set-up: oslo.db enginefacade, from a URL or a config."""
 
 import contextlib
+import functools
 import os
+import weakref
 
 from oslo_db import exception as db_exc
 from oslo_db import options as db_options
@@ -30,16 +32,25 @@ def resolve_url(url=None):
     return url or os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
 
 
-def _backend_options(url):
+def _backend_options(url, options):
+    """Return enginefacade's options for url: role_stash's defaults, then
+    options, with MySQL's connection always in 4-byte utf8mb4."""
     # thread_checkin's time.sleep(0) on every connection check-in is for
     # eventlet; in a threaded process it gives the CPU away on each call.
-    options = {"sqlite_fk": True, "thread_checkin": False}
+    # slave_connection is named even when None: enginefacade would take
+    # anything unnamed from the global cfg.CONF's [database] section.
+    merged = {"sqlite_fk": True, "thread_checkin": False,
+              "slave_connection": None, **options}
     parsed = make_url(url)
-    # oslo.db asks MySQL for 3-byte utf8 unless the URL names a charset;
-    # role names may hold any unicode character.
-    if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
-        options["connection_parameters"] = "charset=utf8mb4"
-    return options
+    parameters = merged.get("connection_parameters") or ""
+    # oslo.db asks MySQL for 3-byte utf8 unless told a charset; role
+    # names may hold any unicode character.
+    if (parsed.get_backend_name() in ("mysql", "mariadb")
+            and "charset" not in parsed.query
+            and "charset=" not in parameters):
+        merged["connection_parameters"] = "&".join(
+            filter(None, (parameters, "charset=utf8mb4")))
+    return merged
 
 
 def _hide_parameters(engine):
@@ -55,8 +66,7 @@ def context_manager_from_url(url=None, **options):
     """
     url = resolve_url(url)
     context_manager = enginefacade.transaction_context()
-    context_manager.configure(
-        connection=url, **{**_backend_options(url), **options})
+    context_manager.configure(connection=url, **_backend_options(url, options))
     context_manager.append_on_engine_create(_hide_parameters)
     return context_manager
 
@@ -71,6 +81,7 @@ def context_manager_from_config(conf, group="database"):
             f"[{group}] connection", "not set in the configuration")
     options = {name: section[name] for name in _CONFIG_OPTIONS
                if section[name] not in (None, "")}
+    options.setdefault("slave_connection", None)
     return context_manager_from_url(section.connection, **options)
 
 
@@ -101,12 +112,21 @@ def lone_engine(engine, autocommit):
     # Pool sizes and recycle time as oslo.db's [database] defaults.
     lone = sa.create_engine(
         engine.url, pool_pre_ping=False, pool_recycle=3600, pool_size=5,
-        max_overflow=50, **options)
+        max_overflow=50, hide_parameters=True, **options)
     if dialect == "sqlite":
         sa.event.listen(lone, "connect", _sqlite_foreign_keys)
     exc_filters.register_engine(lone)
-    _hide_parameters(lone)
+    # A forked worker (uwsgi, say) must not share its parent's sockets:
+    # with no pre-ping, nothing else would notice. SQLAlchemy's advice.
+    os.register_at_fork(after_in_child=functools.partial(
+        _forget_parent_connections, weakref.ref(lone)))
     return lone
+
+
+def _forget_parent_connections(engine_ref):
+    engine = engine_ref()
+    if engine is not None:
+        engine.dispose(close=False)
 
 
 def _sqlite_foreign_keys(dbapi_connection, connection_record):
@@ -133,15 +153,19 @@ def translated_errors(conflict=None):
         # oslo.db passes some errors through untranslated: most
         # OperationalErrors, MySQL's missing table.
         if error.statement is None:
-            # Raised before any statement: the connect itself failed
-            # (psycopg2's "connection to server ... failed", which oslo.db
-            # does not recognize).
+            # Not raised by a statement: by the connect (psycopg2's
+            # "connection to server ... failed", which oslo.db does not
+            # recognize), or by a COMMIT or ROLLBACK.
             raise exception.DatabaseUnavailable(
-                f"cannot connect to the database ({error.orig})") from error
+                "the database could not be reached, or failed to end a "
+                f"transaction ({str(error.orig).strip()})") from error
         raise _database_error(error) from error
+    except sa.exc.TimeoutError as error:
+        raise exception.DatabaseUnavailable(
+            "no pooled connection came free in time") from error
     except db_exc.DBDeadlock as error:
-        raise exception.DatabaseError(
-            "deadlock persisted after retries") from error
+        raise exception.DatabaseDeadlock(
+            "the transaction was a deadlock's victim") from error
     except db_exc.DBError as error:
         raise _database_error(error) from error
 
@@ -208,13 +232,16 @@ def pooled_cursor(engine, commit):
     driver = engine.dialect.loaded_dbapi
     connection = engine.raw_connection()
     try:
-        cursor = connection.cursor()
-        yield cursor
-        cursor.close()
+        with contextlib.closing(connection.cursor()) as cursor:
+            yield cursor
         if commit:
             connection.commit()
     except driver.IntegrityError:
-        connection.rollback()
+        try:
+            connection.rollback()
+        except BaseException:
+            connection.invalidate()
+            raise
         raise
     except BaseException:
         connection.invalidate()

@@ -1,5 +1,7 @@
 """Every error role_stash raises: one base class, messages that name the fault."""
 
+from oslo_db import exception as db_exc
+
 
 class RoleStashError(Exception):
     """Base class of every error role_stash raises."""
@@ -28,8 +30,9 @@ class StashConflict(RoleStashError):
     def __init__(self, instance_uuid):
         self.instance_uuid = instance_uuid
         super().__init__(
-            f"instance {instance_uuid} already has a role stash with a "
-            f"different payload; pass replace=True to overwrite it")
+            f"instance {instance_uuid} has a live role stash with a "
+            f"different payload, or one that changed meanwhile; replace it "
+            f"explicitly (replace=True, role-stash-manage stash --replace)")
 
 
 class MarkerNotFound(RoleStashError, LookupError):
@@ -44,5 +47,12 @@ class DatabaseError(RoleStashError):
     """The database failed; the operation did not complete."""
 
 
-class DatabaseUnavailable(DatabaseError):
+# The two below are also oslo.db's, so that a caller's wrap_db_retry (Nova
+# retries a whole server create on deadlock) still sees them for what they
+# are when a stash joined the caller's transaction.
+class DatabaseDeadlock(DatabaseError, db_exc.DBDeadlock):
+    """The transaction was chosen as a deadlock victim and rolled back."""
+
+
+class DatabaseUnavailable(DatabaseError, db_exc.DBConnectionError):
     """The database could not be reached, or the connection was lost."""

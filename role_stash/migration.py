@@ -19,6 +19,8 @@ from alembic import config as alembic_config
 from alembic import script as alembic_script
 from alembic.runtime import migration as alembic_migration
 
+from role_stash import exception
+
 EXPAND = "expand"
 CONTRACT = "contract"
 PHASES = (EXPAND, CONTRACT)
@@ -81,9 +83,14 @@ def pending_revisions(connection):
     """Return the revision scripts not yet applied, in order."""
     history = revisions()
     current = current_revision(connection)
-    applied = [script.revision for script in history].index(current) + 1 \
-        if current is not None else 0
-    return history[applied:]
+    if current is None:
+        return history
+    known = [script.revision for script in history]
+    if current not in known:
+        raise exception.DatabaseError(
+            f"the schema is at revision {current}, which this role_stash "
+            "does not know: is it older than the database?")
+    return history[known.index(current) + 1:]
 
 
 def sync_target(pending, phase=None):
@@ -119,9 +126,14 @@ def sync(connection, phase=None):
     return target
 
 
-def check(connection):
-    """Return AT_HEAD, EXPAND_PENDING or CONTRACT_PENDING."""
-    pending = pending_revisions(connection)
+def status(pending):
+    """Return AT_HEAD, EXPAND_PENDING or CONTRACT_PENDING for the pending
+    revision scripts: what the next one is."""
     if not pending:
         return AT_HEAD
     return EXPAND_PENDING if phase_of(pending[0]) == EXPAND else CONTRACT_PENDING
+
+
+def check(connection):
+    """Return the schema's status (see status())."""
+    return status(pending_revisions(connection))

@@ -10,11 +10,13 @@ from role_stash import models
 # The one form Nova writes: 8-4-4-4-12 hex digits; stored in lower case.
 _UUID = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# C0 and C1 control characters, DEL and NUL among them.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 MAX_LIMIT = 1000
 MAX_BULK = 1000
+# Above SQLite's 32766 bound parameters a purge batch could not be deleted.
+MAX_BATCH = 10000
+# How much of a refused value an error message repeats.
+_SHOWN = 40
 
 
 def _fail(field, reason):
@@ -31,7 +33,7 @@ def instance_uuid(value, field="instance_uuid"):
         _fail(field, f"expected a UUID string, got {_type_name(value)}")
     normalized = value.lower()
     if not _UUID.fullmatch(normalized):
-        _fail(field, f"{value!r} is not a UUID of the form "
+        _fail(field, f"{value[:_SHOWN]!r} is not a UUID of the form "
                      "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx")
     return normalized
 
@@ -44,14 +46,15 @@ def text(value, field, max_length=models.ID_LENGTH):
         _fail(field, "must not be empty")
     if len(value) > max_length:
         _fail(field, f"longer than {max_length} characters ({len(value)})")
-    if _CONTROL.search(value):
-        _fail(field, "contains a control character (NUL included)")
+    if not value.isprintable():
+        # Unicode's Other and Separator categories but the ASCII space:
+        # control characters (NUL among them), invisible and bidi-override
+        # format characters, line separators, lone surrogates, unassigned
+        # code points; a name that shows other than it is, or breaks a line.
+        _fail(field, "contains a control, format, separator or unassigned "
+                     "character")
     if value != value.strip():
         _fail(field, "has leading or trailing whitespace")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        _fail(field, "is not valid unicode (lone surrogate)")
     return value
 
 
@@ -81,12 +84,14 @@ def instance_uuids(value, field="instance_uuids"):
         for index, item in enumerate(value)))
 
 
-def positive_int(value, field):
-    """Return value if it is an int of at least 1 (bools refused)."""
+def positive_int(value, field, most=None):
+    """Return value if it is an int from 1 to most (bools refused)."""
     if not isinstance(value, int) or isinstance(value, bool):
         _fail(field, f"expected an integer, got {_type_name(value)}")
     if value < 1:
         _fail(field, f"must be at least 1, got {value}")
+    if most is not None and value > most:
+        _fail(field, f"must be at most {most}, got {value}")
     return value
 
 
