@@ -125,3 +125,18 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as raised:
         cli.main(["db", "sync", "--expand", "--contract"])
     assert raised.value.code == 2
+
+
+@pytest.mark.parametrize("arguments", [
+    ["--config-file", "/nonexistent/role_stash.conf", "db", "check"],
+    ["--database-url", "nosuchdb+driver://x/y", "db", "check"],
+    ["--database-url", "sqlite:////tmp/x.sqlite", "purge",
+     "--older-than-days", "nan"],
+], ids=["missing-config", "unknown-driver", "nan-days"])
+def test_bad_settings_exit_2_without_a_traceback(arguments, capsys):
+    try:
+        code = cli.main(arguments)
+    except SystemExit as usage_error:  # argparse's own refusal
+        code = usage_error.code
+    assert code == cli.BAD_INPUT
+    assert "Traceback" not in capsys.readouterr().err

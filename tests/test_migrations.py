@@ -249,6 +249,28 @@ def test_sync_phases_on_an_interleaved_history():
     assert migration.sync_target([], migration.EXPAND) is None
 
 
+def test_status_names_the_next_pending_phase():
+    history = fake_history("expand", "contract", "expand")
+    assert migration.status(history) == migration.EXPAND_PENDING
+    assert migration.status(history[1:]) == migration.CONTRACT_PENDING
+    assert migration.status([]) == migration.AT_HEAD
+
+
+def test_a_revision_must_declare_its_phase():
+    with pytest.raises(ValueError, match="phase"):
+        migration.phase_of(fake_history(None)[0])
+
+
+def test_an_unknown_schema_revision_is_a_database_error(connect):
+    with connect() as connection:
+        migration.upgrade(connection)
+        connection.execute(sa.text(
+            f"UPDATE {migration.VERSION_TABLE} SET version_num = 'future'"))
+        with pytest.raises(migration.exception.DatabaseError,
+                           match="future"):
+            migration.check(connection)
+
+
 def test_sync_expand_then_contract_reaches_head(connect):
     with connect() as connection:
         assert migration.check(connection) == migration.EXPAND_PENDING

@@ -133,3 +133,18 @@ def test_concurrent_create_of_one_instance_keeps_one_stash(repository, nova):
     racer.join(30)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["stash"] == first == repository.get_stash(INSTANCE)
+
+
+def test_a_transaction_of_another_context_manager_is_refused(repository,
+                                                             nova):
+    """Joining is only possible within one context manager: a repository
+    built on its own would commit apart from the caller, so it refuses."""
+    context_manager, _, _ = nova
+    context = RequestContext()
+    with pytest.raises(Boom):
+        with context_manager.writer.using(context):
+            with pytest.raises(exception.InvalidArgument, match="context"):
+                repository.stash_from_context(context, INSTANCE)
+            raise Boom()
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash(INSTANCE)

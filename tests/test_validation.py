@@ -45,6 +45,11 @@ BAD_STASHES = [
     ({"roles": ["c1\x85"]}, "roles[0]"),
     ({"roles": ["surrogate\ud800"]}, "roles[0]"),
     ({"roles": ["trailing "]}, "roles[0]"),
+    ({"roles": ["\u200b"]}, "roles[0]"),
+    ({"roles": ["adm\u202ein"]}, "roles[0]"),
+    ({"roles": ["line\u2028break"]}, "roles[0]"),
+    ({"roles": ["\ufeffbom"]}, "roles[0]"),
+    ({"roles": ["no\xa0break"]}, "roles[0]"),
     ({"replace": "yes"}, "replace"),
 ]
 
@@ -95,6 +100,8 @@ BAD_READS = [
     ("purge_deleted", (), {"older_than": "2020-01-01"}, "older_than"),
     ("purge_deleted", (), {"older_than": datetime.datetime(2020, 1, 1),
                            "batch_size": 0}, "batch_size"),
+    ("purge_deleted", (), {"older_than": datetime.datetime(2020, 1, 1),
+                           "batch_size": 10001}, "batch_size"),
 ]
 
 
@@ -108,3 +115,10 @@ def test_bad_argument_of_other_calls_is_refused_before_any_sql(
             getattr(repository, method)(*args, **kwargs)
     assert raised.value.field == field
     assert statements == []
+
+
+def test_a_refused_uuid_is_not_repeated_whole(repository):
+    secret = "gAAAAAB" + "x" * 200
+    with pytest.raises(exception.InvalidArgument) as raised:
+        repository.get_stash(secret)
+    assert secret not in str(raised.value)
