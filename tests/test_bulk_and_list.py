@@ -46,6 +46,17 @@ def test_bulk_read_of_a_hundred(repository):
     assert found == {stash.instance_uuid: stash for stash in stashed}
 
 
+def test_bulk_read_of_a_thousand_with_repeats(repository, count_statements):
+    stashed = [repository.stash_roles(new_uuid(), project_id="p", user_id="u",
+                                      roles=["member"]) for _ in range(3)]
+    wanted = [s.instance_uuid for s in stashed] * 2 + [
+        new_uuid() for _ in range(994)]
+    with count_statements() as statements:
+        found = repository.get_stashes(wanted)
+    assert len(statements) == 1
+    assert found == {stash.instance_uuid: stash for stash in stashed}
+
+
 def test_bulk_read_of_nothing_is_empty(repository, count_statements):
     with count_statements() as statements:
         assert repository.get_stashes([]) == {}

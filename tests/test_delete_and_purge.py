@@ -85,5 +85,14 @@ def test_purge_works_in_batches(repository, count_statements):
     assert row_counts(repository) == (0, 0)
 
 
+def test_purge_of_an_exact_multiple_of_the_batch(repository):
+    for index in range(4):
+        instance = f"00000000-0000-4000-8000-{index:012d}"
+        stash(repository, instance)
+        repository.delete_stash(instance)
+    assert repository.purge_deleted(older_than=FUTURE, batch_size=2) == 4
+    assert row_counts(repository) == (0, 0)
+
+
 def test_purge_of_nothing_is_zero(repository):
     assert repository.purge_deleted(older_than=FUTURE) == 0

@@ -73,6 +73,20 @@ def test_stash_rolls_back_with_the_server_create(repository, nova):
         repository.get_stash(INSTANCE)
 
 
+def test_rebuild_replaces_the_stash_inside_the_callers_transaction(
+        repository, nova):
+    context_manager, _, nova_repository = nova
+    context = RequestContext()
+    with context_manager.writer.using(context):
+        nova_repository.stash_from_context(context, INSTANCE)
+    context.roles = ["admin"]
+    with context_manager.writer.using(context):
+        replaced = nova_repository.stash_from_context(context, INSTANCE,
+                                                      replace=True)
+    assert repository.get_stash(INSTANCE) == replaced
+    assert replaced.roles == ("admin",)
+
+
 def test_conflict_inside_the_callers_transaction(repository, nova):
     context_manager, _, nova_repository = nova
     context = RequestContext()
