@@ -144,6 +144,8 @@ def test_concurrent_create_of_one_instance_keeps_one_stash(repository, nova):
         racer = threading.Thread(target=racing_create)
         racer.start()
         racer.join(0.5)
+        # Still waiting on the uncommitted first stash, not done beside it.
+        assert racer.is_alive() and not outcome
     racer.join(30)
     assert "error" not in outcome, outcome.get("error")
     assert outcome["stash"] == first == repository.get_stash(INSTANCE)
