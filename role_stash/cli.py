@@ -7,7 +7,6 @@ pending (run `db sync --expand`, or `db sync --contract`).
 """
 
 import argparse
-import dataclasses
 import datetime
 import json
 import logging
@@ -49,7 +48,7 @@ def _print(args, payload, text):
 
 
 def _stash_payload(stash):
-    payload = dataclasses.asdict(stash)
+    payload = stash._asdict()
     payload["roles"] = list(stash.roles)
     for key in ("created_at", "updated_at"):
         if payload[key] is not None:
