@@ -105,7 +105,7 @@ def lone_engine(engine, autocommit):
         options["isolation_level"] = "AUTOCOMMIT"
     if dialect == "postgresql":
         options["client_encoding"] = "utf8"
-    elif dialect == "mysql":
+    elif dialect in ("mysql", "mariadb"):
         # oslo.db's [database] mysql_sql_mode default: strict.
         options["connect_args"]["init_command"] = (
             "SET SESSION sql_mode = 'TRADITIONAL'")
