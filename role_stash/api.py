@@ -161,6 +161,33 @@ _SOFT_DELETE = sa.update(STASHES).where(
         deleted=STASHES.c.id, deleted_at=sa.bindparam("now"))
 
 
+def _stash_with_roles_statement():
+    """PostgreSQL's write of a new stash in one statement: the stash row
+    (skipped when the instance has a live stash) and its roles, the list
+    :names in order. It returns the new stash's id, or no row. Run in
+    autocommit it is its own transaction, in one round trip instead of
+    BEGIN, two INSERTs and COMMIT."""
+    new_stash = (
+        postgresql.insert(STASHES)
+        .values({key: sa.bindparam(key, type_=STASHES.c[key].type)
+                 for key in _STASH_KEYS})
+        .on_conflict_do_nothing(index_elements=["instance_uuid", "deleted"])
+        .returning(STASHES.c.id)
+        .cte("new_stash"))
+    names = sa.func.unnest(
+        sa.cast(sa.bindparam("names"), postgresql.ARRAY(ROLES.c.name.type))
+    ).table_valued("name", with_ordinality="number").render_derived(
+        name="names")
+    new_roles = sa.insert(ROLES).from_select(
+        ["stash_id", "position", "name"],
+        sa.select(new_stash.c.id, names.c.number - 1, names.c.name)
+        .select_from(new_stash.join(names, sa.true()))).cte("new_roles")
+    return sa.select(new_stash.c.id).add_cte(new_roles)
+
+
+_STASH_WITH_ROLES = _stash_with_roles_statement()
+
+
 @functools.cache
 def _insert_roles_statement(count):
     """A multi-row INSERT of count roles of stash :sid, :name0 and on."""
@@ -325,40 +352,60 @@ class StashRepository:
             connection.execute(statement, parameters).all()))
 
     def _stash_new(self, wanted):
-        """Stash an instance that has no live stash, in one transaction on
-        a pooled DBAPI cursor; return None when the Core path must do it:
-        the instance has a live stash, more than _MAX_QUICK_ROLES roles, or
-        the driver failed (the Core path translates and retries)."""
-        if len(wanted.roles) > _MAX_QUICK_ROLES:
-            return None
-        engine = self._lone_engine(True)
-        returning = _INSERT_STASH_IF_ABSENT.get(engine.dialect.name)
-        insert_stash = self._prepared(
-            _INSERT_STASH if returning is None else returning, True,
-            _STASH_KEYS)
+        """Stash an instance that has no live stash, on a pooled DBAPI
+        cursor; return None when the Core path must do it: the instance
+        has a live stash, or the driver failed (the Core path translates
+        and retries), or, but on PostgreSQL, it has more than
+        _MAX_QUICK_ROLES roles."""
         now = timeutils.utcnow()
+        row = _stash_row(wanted, now)
+        engine = self._lone_engine(True)
         try:
-            with db.pooled_cursor(engine, commit=True) as cursor:
-                insert_stash.execute(cursor, _stash_row(wanted, now))
-                if returning is None:
-                    stash_id = cursor.lastrowid
-                else:
-                    inserted = cursor.fetchone()
-                    if inserted is None:
-                        return None
-                    stash_id = inserted[0]
-                if wanted.roles:
-                    self._prepared(
-                        _insert_roles_statement(len(wanted.roles)), True,
-                    ).execute(cursor, {"sid": stash_id, **{
-                        f"name{index}": name
-                        for index, name in enumerate(wanted.roles)}})
+            if engine.dialect.name == "postgresql":
+                stashed = self._stash_in_one_statement(row, wanted.roles)
+            elif len(wanted.roles) <= _MAX_QUICK_ROLES:
+                stashed = self._stash_in_one_transaction(row, wanted.roles)
+            else:
+                return None
         except (engine.dialect.loaded_dbapi.Error, sa.exc.SQLAlchemyError):
             # A duplicate (MySQL), or a failure the Core path will report.
             LOG.debug("Quick stash failed; stashing on a Connection",
                       exc_info=True)
             return None
-        return wanted._replace(created_at=now)
+        return wanted._replace(created_at=now) if stashed else None
+
+    def _stash_in_one_statement(self, row, roles):
+        """PostgreSQL: run _STASH_WITH_ROLES in autocommit, where it is a
+        transaction of its own; return whether the stash was new."""
+        write = self._prepared(_STASH_WITH_ROLES)
+        with db.pooled_cursor(write.engine, commit=False) as cursor:
+            write.execute(cursor, {**row, "names": list(roles)})
+            return cursor.fetchone() is not None
+
+    def _stash_in_one_transaction(self, row, roles):
+        """INSERT the stash row, then its roles in one multi-row INSERT
+        compiled per count, and commit; return whether the stash was new
+        (a MySQL duplicate raises instead)."""
+        engine = self._lone_engine(True)
+        returning = _INSERT_STASH_IF_ABSENT.get(engine.dialect.name)
+        insert_stash = self._prepared(
+            _INSERT_STASH if returning is None else returning, True,
+            _STASH_KEYS)
+        with db.pooled_cursor(engine, commit=True) as cursor:
+            insert_stash.execute(cursor, row)
+            if returning is None:
+                stash_id = cursor.lastrowid
+            else:
+                inserted = cursor.fetchone()
+                if inserted is None:
+                    return False
+                stash_id = inserted[0]
+            if roles:
+                self._prepared(_insert_roles_statement(len(roles)), True,
+                               ).execute(cursor, {"sid": stash_id, **{
+                                   f"name{index}": name
+                                   for index, name in enumerate(roles)}})
+        return True
 
     def _run(self, writer, context, work, conflict=None):
         """Run work(connection): in the caller's transaction when context

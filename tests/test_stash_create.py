@@ -68,7 +68,8 @@ def test_duplicate_roles_collapse_keeping_first_order(repository):
 
 def test_role_names_keep_commas_case_and_any_unicode(repository):
     roles = ["a,b", "Admin", "admin", "rôle", "角色", "🔑 key", "x" * 255,
-             "with space inside", "'; DROP TABLE role_stashes; --"]
+             "with space inside", "'; DROP TABLE role_stashes; --",
+             '{"braces", NULL}', "NULL", "back\\slash"]
     stash(repository, roles=roles)
     assert repository.get_stash(INSTANCE).roles == tuple(roles)
 
@@ -77,6 +78,20 @@ def test_many_roles_have_no_length_cliff(repository):
     roles = [f"role-{index:04d}-" + "r" * 240 for index in range(300)]
     stash(repository, roles=roles)
     assert repository.get_stash(INSTANCE).roles == tuple(roles)
+
+
+def test_a_new_stash_is_written_without_reading_first(repository,
+                                                     count_statements):
+    """PostgreSQL writes the stash and its roles in one statement; the
+    others INSERT the stash, then its roles."""
+    engine = repository._context_manager.writer.get_engine()
+    roles = ("member", '{"braces", NULL}', "o'quote")
+    with count_statements() as statements:
+        stash(repository, roles=list(roles))
+    assert [sql.split()[0] for sql in statements] == (
+        ["WITH"] if engine.dialect.name == "postgresql"
+        else ["INSERT", "INSERT"])
+    assert repository.get_stash(INSTANCE).roles == roles
 
 
 def test_a_user_with_no_roles_is_stashed(repository):
