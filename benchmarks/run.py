@@ -10,9 +10,11 @@ in the empty database of each given URL, migrated and emptied again), it
 times the repository call and the raw driver doing the equivalent SQL, in
 alternation, call by call (--calls: timed calls per operation):
   read       get_stash(uuid) vs the same indexed SELECT (one kept-open
-             autocommit connection); at every table size
-  bulk_read  get_stashes(100 uuids) vs the same SELECT with an IN list;
-             at every table size
+             autocommit connection); at every table size. On PostgreSQL
+             both read a stash's role names as an array (one row per
+             stash), elsewhere one row per role.
+  bulk_read  get_stashes(100 uuids) vs the same SELECT with an IN list
+             (PostgreSQL: = ANY of one array parameter); at every size
   write      stash_roles of a new instance (3 roles) vs an INSERT of the
              stash row then one multi-row INSERT of its roles, committed;
              at the largest table size
@@ -77,11 +79,17 @@ TABLE_COLUMNS = ("backend", "operation", "rows", "p50_us", "p99_us",
 
 _STASH_COLUMNS = ("s.id, s.instance_uuid, s.project_id, s.user_id, "
                   "s.project_domain_id, s.user_domain_id, s.created_at, "
-                  "s.updated_at, r.name")
-READ_SQL = (f"SELECT {_STASH_COLUMNS} FROM role_stashes s "
+                  "s.updated_at")
+# The repository's SELECTs, as each backend reads them: one row per role,
+# or on PostgreSQL one row per stash with its role names in an array.
+READ_SQL = (f"SELECT {_STASH_COLUMNS}, r.name FROM role_stashes s "
             "LEFT OUTER JOIN role_stash_roles r ON r.stash_id = s.id "
             "WHERE s.instance_uuid {match} AND s.deleted = 0 "
             "ORDER BY s.id, r.position")
+READ_SQL_ROLE_ARRAY = (
+    f"SELECT {_STASH_COLUMNS}, ARRAY(SELECT r.name FROM role_stash_roles r "
+    "WHERE r.stash_id = s.id ORDER BY r.position) FROM role_stashes s "
+    "WHERE s.instance_uuid {match} AND s.deleted = 0 ORDER BY s.id")
 INSERT_STASHES_SQL = (
     "INSERT INTO role_stashes "
     "(instance_uuid, project_id, user_id, created_at, deleted) VALUES ")
@@ -295,9 +303,13 @@ class BackendBench:
         self.existing = existing
         self.rng = random.Random(42)
         self.populated = 0
-        self.read_sql = self.sql(READ_SQL.format(match="= ?"))
-        self.bulk_read_sql = self.sql(READ_SQL.format(
-            match="IN (" + ", ".join("?" * BULK) + ")"))
+        # PostgreSQL's bulk read matches one array parameter.
+        self.role_array = name == "postgresql"
+        read_sql = READ_SQL_ROLE_ARRAY if self.role_array else READ_SQL
+        self.read_sql = self.sql(read_sql.format(match="= ?"))
+        self.bulk_read_sql = self.sql(read_sql.format(
+            match="= ANY(?)" if self.role_array
+            else "IN (" + ", ".join("?" * BULK) + ")"))
         self.write_sqls = (
             self.sql(INSERT_STASHES_SQL + "(?, ?, ?, ?, 0) RETURNING id"),
             self.sql(INSERT_ROLES_SQL
@@ -401,6 +413,8 @@ class BackendBench:
 
         def bulk_reads(count):
             batches = [self.random_uuids(BULK) for _ in range(count)]
+            if self.role_array:
+                return batches, [(batch,) for batch in batches]
             return batches, batches
 
         def writes(count):

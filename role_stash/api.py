@@ -13,9 +13,7 @@ retried on deadlock and lost connection.
 
 import datetime
 import functools
-import itertools
 import logging
-import operator
 import threading
 import typing
 
@@ -90,31 +88,57 @@ _STASH_COLUMNS = (
     STASHES.c.created_at, STASHES.c.updated_at,
 )
 _LIVE = STASHES.c.deleted == 0
-_STASH_ID = operator.itemgetter(0)
 
 
-def _with_roles(stashes):
-    """Return a SELECT of the stash columns of stashes plus each role name,
-    one row per role (a stash with no role gives one row with name NULL)."""
+def _with_roles(stashes, dialect_name):
+    """Return a SELECT of the stash columns of stashes with their role
+    names, ordered by stash id, in the form the dialect reads fastest (see
+    _stashes_from_rows): on PostgreSQL one row per stash, its names in an
+    array (raw psycopg2 reads one stash of 100k in 337 µs so, 440 through
+    the join); elsewhere one row per role (a stash with no role gives one
+    row with name NULL)."""
+    columns = [stashes.c[column.name] for column in _STASH_COLUMNS]
+    if dialect_name == "postgresql":
+        names = sa.select(ROLES.c.name).where(
+            ROLES.c.stash_id == stashes.c.id).order_by(ROLES.c.position)
+        return sa.select(
+            *columns, sa.func.array(names.scalar_subquery()).label("roles"),
+        ).order_by(stashes.c.id)
     return (
-        sa.select(*(stashes.c[column.name] for column in _STASH_COLUMNS),
-                  ROLES.c.name)
+        sa.select(*columns, ROLES.c.name)
         .select_from(stashes.outerjoin(
             ROLES, ROLES.c.stash_id == stashes.c.id))
         .order_by(stashes.c.id, ROLES.c.position))
 
 
-_GET_STASH = _with_roles(STASHES).where(
-    STASHES.c.instance_uuid == sa.bindparam("instance_uuid"), _LIVE)
+def _stashes_from_rows(rows, dialect_name):
+    """Fold rows of a _with_roles() SELECT (tuples or Rows) into Stash
+    objects."""
+    if dialect_name == "postgresql":
+        return [Stash._make((row[1], row[2], row[3], tuple(row[8]),
+                             row[4], row[5], row[6], row[7]))
+                for row in rows]
+    # A plain loop and Stash._make: a bulk read's 300 rows fold in 61 µs,
+    # against 172 through itertools.groupby and Stash().
+    folded = []
+    stash_id = None
+    for row in rows:
+        if row[0] != stash_id:
+            stash_id = row[0]
+            roles = []
+            folded.append((row, roles))
+        if row[8] is not None:
+            roles.append(row[8])
+    return [Stash._make((head[1], head[2], head[3], tuple(roles),
+                         head[4], head[5], head[6], head[7]))
+            for head, roles in folded]
 
 
-# PostgreSQL matches a bulk read's UUIDs against one array parameter: one
-# statement for every count, and psycopg2 adapts a list of 100 in 40 % of
-# the time it takes to interpolate 100 parameters.
-_GET_STASHES_IN_ARRAY = _with_roles(STASHES).where(
-    STASHES.c.instance_uuid == sa.any_(sa.bindparam(
-        "uuids", type_=postgresql.ARRAY(STASHES.c.instance_uuid.type))),
-    _LIVE)
+@functools.cache
+def _get_stash_statement(dialect_name):
+    """The SELECT of the live stash of instance :instance_uuid."""
+    return _with_roles(STASHES, dialect_name).where(
+        STASHES.c.instance_uuid == sa.bindparam("instance_uuid"), _LIVE)
 
 
 def _bulk_size(count):
@@ -124,39 +148,32 @@ def _bulk_size(count):
 
 
 @functools.cache
-def _get_stashes_statement(size):
-    """The SELECT of the live stashes among size UUIDs, :uuid0 and on."""
-    return _with_roles(STASHES).where(
-        STASHES.c.instance_uuid.in_(
-            [sa.bindparam(f"uuid{index}") for index in range(size)]),
-        _LIVE)
+def _get_stashes_statement(dialect_name, size):
+    """The SELECT of the live stashes among size UUIDs, :uuid0 and on;
+    on PostgreSQL, among the array :uuids, whatever their count: one
+    statement, and psycopg2 adapts a list of 100 in 40 % of the time it
+    takes to interpolate 100 parameters."""
+    if dialect_name == "postgresql":
+        match = STASHES.c.instance_uuid == sa.any_(sa.bindparam(
+            "uuids", type_=postgresql.ARRAY(STASHES.c.instance_uuid.type)))
+    else:
+        match = STASHES.c.instance_uuid.in_(
+            [sa.bindparam(f"uuid{index}") for index in range(size)])
+    return _with_roles(STASHES, dialect_name).where(match, _LIVE)
 
 
 def _get_stashes_query(dialect_name, instance_uuids):
     """Return the SELECT of the live stashes among instance_uuids, for a
     dialect, and its parameters."""
     if dialect_name == "postgresql":
-        return _GET_STASHES_IN_ARRAY, {"uuids": list(instance_uuids)}
+        return (_get_stashes_statement(dialect_name, None),
+                {"uuids": list(instance_uuids)})
     size = _bulk_size(len(instance_uuids))
     # Padding repeats the first UUID: IN ignores the repeats.
     padded = instance_uuids + instance_uuids[:1] * (
         size - len(instance_uuids))
-    return _get_stashes_statement(size), {
+    return _get_stashes_statement(dialect_name, size), {
         f"uuid{index}": value for index, value in enumerate(padded)}
-
-
-def _stashes_from_rows(rows):
-    """Fold rows of a _with_roles() SELECT (tuples or Rows, columns in
-    _STASH_COLUMNS order, then the role name; ordered by stash id) into
-    Stash objects."""
-    stashes = []
-    for _, stash_rows in itertools.groupby(rows, _STASH_ID):
-        head = next(stash_rows)
-        roles = [] if head[8] is None else [head[8]]
-        roles += [row[8] for row in stash_rows]
-        stashes.append(
-            Stash(head[1], head[2], head[3], tuple(roles), *head[4:8]))
-    return stashes
 
 
 _INSERT_STASH = sa.insert(STASHES)
@@ -238,12 +255,13 @@ def _write_stash(connection, wanted, replace):
     if stash_id is not None:
         _insert_roles(connection, stash_id, wanted.roles)
         return wanted._replace(created_at=now)
-    rows = connection.execute(
-        _GET_STASH, {"instance_uuid": wanted.instance_uuid}).all()
+    dialect_name = connection.dialect.name
+    rows = connection.execute(_get_stash_statement(dialect_name), {
+        "instance_uuid": wanted.instance_uuid}).all()
     if not rows:
         # The live stash that blocked the INSERT was deleted since.
         raise exception.StashConflict(wanted.instance_uuid)
-    current = _stashes_from_rows(rows)[0]
+    current = _stashes_from_rows(rows, dialect_name)[0]
     if current._payload() == wanted._payload():
         return current
     if not replace:
@@ -339,12 +357,19 @@ class StashRepository:
     def _lone_engine(self, writer):
         """The engine of calls made alone: transactional for writes,
         autocommit for reads (see db.lone_engine)."""
-        with self._lock:
-            if writer not in self._lone_engines:
-                self._lone_engines[writer] = db.lone_engine(
-                    self._context_manager.writer.get_engine(),
-                    autocommit=not writer)
-        return self._lone_engines[writer]
+        engine = self._lone_engines.get(writer)
+        if engine is None:
+            with self._lock:
+                engine = self._lone_engines.get(writer)
+                if engine is None:
+                    engine = self._lone_engines[writer] = db.lone_engine(
+                        self._context_manager.writer.get_engine(),
+                        autocommit=not writer)
+        return engine
+
+    def _dialect_name(self):
+        """The name of the database's SQLAlchemy dialect."""
+        return self._lone_engine(False).dialect.name
 
     def _prepared(self, statement, writer=False, column_keys=None):
         """The statement compiled for the lone engine of reads or writes."""
@@ -383,7 +408,7 @@ class StashRepository:
         row = _stash_row(wanted, now)
         engine = self._lone_engine(True)
         try:
-            if engine.dialect.name == "postgresql":
+            if self._dialect_name() == "postgresql":
                 stashed = self._stash_in_one_statement(row, wanted.roles)
             elif len(wanted.roles) <= _MAX_QUICK_ROLES:
                 stashed = self._stash_in_one_transaction(row, wanted.roles)
@@ -492,8 +517,10 @@ class StashRepository:
     def get_stash(self, instance_uuid, *, context=None):
         """Return the live Stash of an instance (the metadata GET's read)."""
         instance_uuid = validation.instance_uuid(instance_uuid)
+        dialect_name = self._dialect_name()
         stashes = _stashes_from_rows(self._select(
-            _GET_STASH, context, {"instance_uuid": instance_uuid}))
+            _get_stash_statement(dialect_name), context,
+            {"instance_uuid": instance_uuid}), dialect_name)
         if not stashes:
             raise exception.StashNotFound(instance_uuid)
         return stashes[0]
@@ -504,11 +531,12 @@ class StashRepository:
         instance_uuids = validation.instance_uuids(instance_uuids)
         if not instance_uuids:
             return {}
+        dialect_name = self._dialect_name()
         statement, parameters = _get_stashes_query(
-            self._lone_engine(False).dialect.name, instance_uuids)
+            dialect_name, instance_uuids)
         rows = self._select(statement, context, parameters)
         return {stash.instance_uuid: stash
-                for stash in _stashes_from_rows(rows)}
+                for stash in _stashes_from_rows(rows, dialect_name)}
 
     def list_stashes(self, *, project_id=None, role=None, marker=None,
                      limit=None, context=None):
@@ -539,7 +567,9 @@ class StashRepository:
                 after.append(STASHES.c.id > marker_id)
             page = (sa.select(*_STASH_COLUMNS).where(*filters, *after)
                     .order_by(STASHES.c.id).limit(limit).subquery())
-            return _stashes_from_rows(connection.execute(_with_roles(page)))
+            dialect_name = connection.dialect.name
+            return _stashes_from_rows(connection.execute(
+                _with_roles(page, dialect_name)), dialect_name)
 
         return self._run(False, context, read)
 
