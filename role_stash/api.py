@@ -388,9 +388,7 @@ class StashRepository:
         if not self._in_transaction(context):
             prepared = self._prepared(statement)
             try:
-                with db.pooled_cursor(prepared.engine, commit=False) as cursor:
-                    prepared.execute(cursor, parameters)
-                    return prepared.fetchall(cursor)
+                return prepared.query(parameters)
             except (prepared.engine.dialect.loaded_dbapi.Error,
                     sa.exc.SQLAlchemyError):
                 LOG.debug("Lone read failed; reading again on a Connection",
