@@ -434,6 +434,34 @@ class BackendBench:
                       writes),
         }
 
+    def roles_by_uuid(self, rows):
+        """Return {instance UUID: role names} of raw read rows."""
+        if self.role_array:
+            return {row[1]: tuple(row[8]) for row in rows}
+        found = {}
+        for row in rows:
+            names = found.setdefault(row[1], [])
+            if row[8] is not None:
+                names.append(row[8])
+        return {key: tuple(names) for key, names in found.items()}
+
+    def check_same_answers(self):
+        """Fail unless both sides read the same stashes and role names, in
+        order: the raw side must do the repository's work, no less."""
+        uuids = self.random_uuids(BULK)
+        api = {key: stash.roles
+               for key, stash in self.repo.get_stashes(uuids).items()}
+        raw = self.roles_by_uuid(self.raw_select(
+            self.reader, self.bulk_read_sql,
+            (uuids,) if self.role_array else uuids))
+        one = self.roles_by_uuid(self.raw_select(
+            self.reader, self.read_sql, (uuids[0],)))
+        if not (api == raw == {key: self.repo.get_stash(key).roles
+                               for key in uuids}
+                and one == {uuids[0]: api[uuids[0]]}):
+            raise RuntimeError(f"{self.name}: the raw reads and the "
+                               "repository's disagree")
+
     def time_operation(self, operation):
         """Return the timing record of an operation at the current size."""
         api_call, raw_call, make_args = self.operations(
@@ -518,6 +546,7 @@ def run_backend(name, url, settings, profile, existing):
         for size in settings.sizes:
             _progress(f"{name}: populating {size} stashes")
             bench.populate(size)
+            bench.check_same_answers()
             for operation in ("read", "bulk_read"):
                 _progress(f"{name}: {operation} at {size}")
                 records.append(bench.time_operation(operation))
