@@ -57,6 +57,16 @@ def test_bulk_read_of_a_thousand_with_repeats(repository, count_statements):
     assert found == {stash.instance_uuid: stash for stash in stashed}
 
 
+def test_bulk_read_and_list_keep_a_stash_with_no_roles(repository):
+    bare, other = [repository.stash_roles(new_uuid(), project_id="p-none",
+                                          user_id="u", roles=roles)
+                   for roles in ([], ["member"])]
+    assert bare.roles == ()
+    assert repository.get_stashes(uuids([bare, other])) == {
+        bare.instance_uuid: bare, other.instance_uuid: other}
+    assert repository.list_stashes(project_id="p-none") == [bare, other]
+
+
 def test_bulk_read_of_nothing_is_empty(repository, count_statements):
     with count_statements() as statements:
         assert repository.get_stashes([]) == {}
