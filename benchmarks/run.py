@@ -16,7 +16,8 @@ alternation, call by call (--calls: timed calls per operation):
   bulk_read  get_stashes(100 uuids) vs the same SELECT with an IN list
              (PostgreSQL: = ANY of one array parameter); at every size
   write      stash_roles of a new instance (3 roles) vs an INSERT of the
-             stash row then one multi-row INSERT of its roles, committed;
+             stash row then one multi-row INSERT of its roles, committed
+             (PostgreSQL: the repository's one statement, in autocommit);
              at the largest table size
 Table sizes are 10k, 100k and 1M stashed instances (--quick: 10k only).
 
@@ -95,6 +96,14 @@ INSERT_STASHES_SQL = (
     "(instance_uuid, project_id, user_id, created_at, deleted) VALUES ")
 INSERT_ROLES_SQL = (
     "INSERT INTO role_stash_roles (stash_id, position, name) VALUES ")
+# PostgreSQL's write of a new stash, as the repository's: one statement.
+WRITE_SQL_ONE_STATEMENT = (
+    "WITH s AS (" + INSERT_STASHES_SQL + "(%s, %s, %s, %s, 0) "
+    "ON CONFLICT (instance_uuid, deleted) DO NOTHING RETURNING id), "
+    "r AS (INSERT INTO role_stash_roles (stash_id, position, name) "
+    "SELECT s.id, n.number - 1, n.name FROM s "
+    "JOIN unnest(CAST(%s AS TEXT[])) WITH ORDINALITY AS n(name, number) "
+    "ON true) SELECT id FROM s")
 # Gives every stash above an id its 3 roles, server side.
 POPULATE_ROLES_SQL = (
     "INSERT INTO role_stash_roles (stash_id, position, name) "
@@ -303,12 +312,14 @@ class BackendBench:
         self.existing = existing
         self.rng = random.Random(42)
         self.populated = 0
-        # PostgreSQL's bulk read matches one array parameter.
-        self.role_array = name == "postgresql"
-        read_sql = READ_SQL_ROLE_ARRAY if self.role_array else READ_SQL
+        # As the repository does on PostgreSQL: role names come back in an
+        # array, a bulk read matches one array parameter, and a new stash
+        # is one statement in autocommit.
+        self.arrays = name == "postgresql"
+        read_sql = READ_SQL_ROLE_ARRAY if self.arrays else READ_SQL
         self.read_sql = self.sql(read_sql.format(match="= ?"))
         self.bulk_read_sql = self.sql(read_sql.format(
-            match="= ANY(?)" if self.role_array
+            match="= ANY(?)" if self.arrays
             else "IN (" + ", ".join("?" * BULK) + ")"))
         self.write_sqls = (
             self.sql(INSERT_STASHES_SQL + "(?, ?, ?, ?, 0) RETURNING id"),
@@ -394,9 +405,16 @@ class BackendBench:
         return cursor.fetchall()
 
     def raw_write(self, writer, instance_uuid):
-        """Insert a stash with its roles in one committed transaction."""
-        insert_stash, insert_roles = self.write_sqls
+        """Insert a stash with its roles in one committed transaction (on
+        PostgreSQL one statement, writer in autocommit)."""
         cursor = writer.cursor()
+        if self.arrays:
+            cursor.execute(WRITE_SQL_ONE_STATEMENT, (
+                instance_uuid, "project-w", "user-w", _timestamp(),
+                list(ROLES)))
+            cursor.fetchone()
+            return
+        insert_stash, insert_roles = self.write_sqls
         cursor.execute(insert_stash, (instance_uuid, "project-w", "user-w",
                                       _timestamp()))
         (stash_id,) = cursor.fetchone()
@@ -413,7 +431,7 @@ class BackendBench:
 
         def bulk_reads(count):
             batches = [self.random_uuids(BULK) for _ in range(count)]
-            if self.role_array:
+            if self.arrays:
                 return batches, [(batch,) for batch in batches]
             return batches, batches
 
@@ -430,13 +448,13 @@ class BackendBench:
                 self.raw_select, reader, self.read_sql), reads),
             "bulk_read": (repo.get_stashes, functools.partial(
                 self.raw_select, reader, self.bulk_read_sql), bulk_reads),
-            "write": (api_write, functools.partial(self.raw_write, writer),
-                      writes),
+            "write": (api_write, functools.partial(
+                self.raw_write, reader if self.arrays else writer), writes),
         }
 
     def roles_by_uuid(self, rows):
         """Return {instance UUID: role names} of raw read rows."""
-        if self.role_array:
+        if self.arrays:
             return {row[1]: tuple(row[8]) for row in rows}
         found = {}
         for row in rows:
@@ -447,18 +465,24 @@ class BackendBench:
 
     def check_same_answers(self):
         """Fail unless both sides read the same stashes and role names, in
-        order: the raw side must do the repository's work, no less."""
+        order, and a raw write stores what the API reads back: the raw side
+        must do the repository's work, no less."""
         uuids = self.random_uuids(BULK)
         api = {key: stash.roles
                for key, stash in self.repo.get_stashes(uuids).items()}
         raw = self.roles_by_uuid(self.raw_select(
             self.reader, self.bulk_read_sql,
-            (uuids,) if self.role_array else uuids))
+            (uuids,) if self.arrays else uuids))
         one = self.roles_by_uuid(self.raw_select(
             self.reader, self.read_sql, (uuids[0],)))
+        written = str(uuid.uuid4())
+        self.raw_write(self.reader if self.arrays else self.writer, written)
+        stash = self.repo.get_stash(written)
         if not (api == raw == {key: self.repo.get_stash(key).roles
                                for key in uuids}
-                and one == {uuids[0]: api[uuids[0]]}):
+                and one == {uuids[0]: api[uuids[0]]}
+                and (stash.project_id, stash.user_id, stash.roles)
+                == ("project-w", "user-w", ROLES)):
             raise RuntimeError(f"{self.name}: the raw reads and the "
                                "repository's disagree")
 

@@ -188,8 +188,9 @@ _INSERT_STASH_IF_ABSENT = {
 _INSERT_ROLES = sa.insert(ROLES)
 _STASH_KEYS = ("instance_uuid", "project_id", "user_id", "project_domain_id",
                "user_domain_id", "created_at", "deleted")
-# Up to this many roles, a new stash's roles go in one multi-row INSERT
-# compiled once per count; more take the Core path (executemany).
+# But on PostgreSQL (one statement, any count), up to this many roles of a
+# new stash go in one multi-row INSERT compiled once per count; more take
+# the Core path (executemany).
 _MAX_QUICK_ROLES = 32
 _UPDATE_STASH = sa.update(STASHES).where(
     STASHES.c.id == sa.bindparam("stash_id"), _LIVE)
@@ -214,7 +215,9 @@ def _stash_with_roles_statement():
         .returning(STASHES.c.id)
         .cte("new_stash"))
     names = sa.func.unnest(
-        sa.cast(sa.bindparam("names"), postgresql.ARRAY(ROLES.c.name.type))
+        # text[], not varchar(255)[]: a cast to varchar(n) would cut a
+        # longer name short where the column refuses it.
+        sa.cast(sa.bindparam("names"), postgresql.ARRAY(sa.Text))
     ).table_valued("name", with_ordinality="number").render_derived(
         name="names")
     new_roles = sa.insert(ROLES).from_select(
@@ -355,8 +358,9 @@ class StashRepository:
         return True
 
     def _lone_engine(self, writer):
-        """The engine of calls made alone: transactional for writes,
-        autocommit for reads (see db.lone_engine)."""
+        """The engine of calls made alone (see db.lone_engine): autocommit
+        for reads and for PostgreSQL's one-statement write of a new stash,
+        transactional for the other writes."""
         engine = self._lone_engines.get(writer)
         if engine is None:
             with self._lock:

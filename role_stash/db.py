@@ -92,8 +92,8 @@ def lone_engine(engine, autocommit):
     It has no pre-ping: a connection found dead is invalidated by
     SQLAlchemy, oslo.db's filters raise DBConnectionError, and the call is
     retried (api._retry), which costs a round trip once per lost
-    connection instead of once per call. In autocommit (the reads) it sends
-    no BEGIN. Every error is translated by oslo.db's filters, as on
+    connection instead of once per call. In autocommit (reads, and
+    PostgreSQL's one-statement writes) it sends no BEGIN. Every error is translated by oslo.db's filters, as on
     enginefacade's engines.
     """
     dialect = engine.dialect.name
