@@ -217,21 +217,10 @@ class Prepared:
 
     def query(self, values):
         """Return the processed rows of the statement run on a pooled
-        connection of an autocommit engine. Errors are not translated:
-        the connection is invalidated and the error re-raised, as in
-        pooled_cursor (inlined here: a read's hot path)."""
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
+        connection of an autocommit engine (see pooled_cursor)."""
+        with pooled_cursor(self.engine, commit=False) as cursor:
             self.execute(cursor, values)
-            rows = self.fetchall(cursor)
-            cursor.close()
-        except BaseException:
-            connection.invalidate()
-            raise
-        finally:
-            connection.close()
-        return rows
+            return self.fetchall(cursor)
 
     def fetchall(self, cursor):
         """Return the cursor's rows as tuples, processed."""
