@@ -1,4 +1,4 @@
-"""benchmarks/run.py runs quickly on each backend and writes its records."""
+"""The benchmark runs quickly on each backend and writes its records."""
 
 import json
 import math
@@ -12,10 +12,18 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The script's backend names, by SQLAlchemy's.
 SCRIPT_BACKENDS = {"sqlite": "sqlite", "postgresql": "postgresql",
                    "mysql": "mariadb"}
-TIMING_KEYS = {"backend", "operation", "rows", "p50_us", "p99_us",
-               "raw_p50_us", "raw_p99_us", "ratio_p50", "ratio_p99"}
-MEMORY_KEYS = {"backend", "operation", "rows", "reads", "rss_before_kb",
-               "rss_after_kb", "growth_kb"}
+# The drivers each backend is measured through, every one with every one.
+DRIVERS = {"sqlite": {"sqlite3"}, "postgresql": {"psycopg2", "psycopg"},
+           "mariadb": {"pymysql"}}
+TIMING_KEYS = {"backend", "driver", "raw_driver", "operation", "rows",
+               "p50_us", "p99_us", "raw_p50_us", "raw_p99_us", "ratio_p50",
+               "ratio_p99"}
+MEMORY_KEYS = {"backend", "driver", "operation", "rows", "reads",
+               "rss_before_kb", "rss_after_kb", "growth_kb"}
+STORM_KEYS = TIMING_KEYS - {"operation", "rows"} | {
+    "operation", "rows", "layout", "workers", "threads", "seconds",
+    "reads_per_s", "raw_reads_per_s", "ratio_reads_per_s", "connections",
+    "raw_connections"}
 ROWS = 10_000
 
 
@@ -24,38 +32,93 @@ def _positive(value):
             and value > 0)
 
 
-def test_quick_benchmark_writes_well_formed_json(database_url, tmp_path):
-    """A quick run of 50 calls per operation writes one record of each."""
+def _run(arguments, database_url, tmp_path):
+    """Run the benchmark on database_url's backend; return its records."""
     backend = SCRIPT_BACKENDS[make_url(database_url).get_backend_name()]
     output = tmp_path / "benchmark.json"
     result = subprocess.run(
-        [sys.executable, "benchmarks/run.py", "--quick", "--calls", "50",
+        [sys.executable, *arguments, "--quick", "--calls", "50",
          "--backends", backend, f"--{backend}-url", database_url,
          "--use-existing-database", "--json", str(output)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     records = json.loads(output.read_text())
     assert isinstance(records, list)
+    assert {record["backend"] for record in records} == {backend}
+    return backend, records, result.stdout
+
+
+def _assert_ratios_match(record):
+    for percentile in ("p50", "p99"):
+        api_us = record[f"{percentile}_us"]
+        raw_us = record[f"raw_{percentile}_us"]
+        ratio = record[f"ratio_{percentile}"]
+        # The times are rounded to 0.1 us, the ratio to 0.01.
+        slack = 0.0051 + 0.051 * (1 + ratio) / raw_us
+        assert abs(ratio - api_us / raw_us) <= slack, record
+
+
+def test_quick_benchmark_writes_well_formed_json(database_url, tmp_path):
+    """A quick run of 50 calls per operation writes one record of each
+    operation per pair of repository and raw driver, and one memory record
+    per driver."""
+    backend, records, _ = _run(["benchmarks/run.py", "--storm", "none"],
+                               database_url, tmp_path)
+    drivers = DRIVERS[backend]
     for operation in ("read", "write", "bulk_read"):
-        [record] = [record for record in records
-                    if record["backend"] == backend
-                    and record["operation"] == operation]
-        assert TIMING_KEYS <= record.keys()
-        assert record["rows"] == ROWS
-        numbers = [record[key] for key in TIMING_KEYS - {"backend",
-                                                          "operation"}]
-        numbers += [record["round_trips"], record["raw_round_trips"]]
-        assert all(_positive(number) for number in numbers), record
-        for percentile in ("p50", "p99"):
-            api_us = record[f"{percentile}_us"]
-            raw_us = record[f"raw_{percentile}_us"]
-            ratio = record[f"ratio_{percentile}"]
-            # The times are rounded to 0.1 us, the ratio to 0.01.
-            slack = 0.0051 + 0.051 * (1 + ratio) / raw_us
-            assert abs(ratio - api_us / raw_us) <= slack, record
-    [memory] = [record for record in records
-                if record["backend"] == backend
-                and record["operation"] == "memory"]
-    assert memory.keys() == MEMORY_KEYS
-    assert memory["rows"] == ROWS
-    assert _positive(memory["reads"])
+        found = [record for record in records
+                 if record["operation"] == operation]
+        assert {(record["driver"], record["raw_driver"])
+                for record in found} == {(ours, theirs) for ours in drivers
+                                         for theirs in drivers}
+        assert len(found) == len(drivers) ** 2
+        for record in found:
+            assert TIMING_KEYS <= record.keys()
+            assert record["rows"] == ROWS
+            numbers = [record[key] for key in TIMING_KEYS - {
+                "backend", "driver", "raw_driver", "operation"}]
+            numbers += [record["round_trips"], record["raw_round_trips"]]
+            assert all(_positive(number) for number in numbers), record
+            _assert_ratios_match(record)
+            if backend == "postgresql":
+                assert record["prepared_statements"] >= 0
+                # psycopg 3 prepares what it has run often enough.
+                assert (record["raw_prepared_statements"] > 0) == (
+                    record["raw_driver"] == "psycopg"), record
+    memories = [record for record in records
+                if record["operation"] == "memory"]
+    assert {memory["driver"] for memory in memories} == drivers
+    for memory in memories:
+        assert memory.keys() == MEMORY_KEYS
+        assert memory["rows"] == ROWS
+        assert _positive(memory["reads"])
+
+
+def test_boot_storm_counts_reads_and_server_connections(database_url,
+                                                         tmp_path):
+    """A tiny boot storm through `python -m benchmarks`: a lone worker,
+    then 2 processes x 2 threads, each side on each driver, with the
+    connections the server saw."""
+    backend, records, stdout = _run(
+        ["-m", "benchmarks", "--storm", "2x2", "--storm-seconds", "0.5"],
+        database_url, tmp_path)
+    storms = [record for record in records if record["operation"] == "storm"]
+    if backend == "sqlite":
+        assert storms == []
+        assert "sqlite: no boot storm" in stdout
+        return
+    drivers = DRIVERS[backend]
+    assert {(record["layout"], record["driver"], record["raw_driver"])
+            for record in storms} == {
+        (layout, ours, theirs) for layout in ("1x1", "2x2")
+        for ours in drivers for theirs in drivers}
+    for record in storms:
+        assert record.keys() == STORM_KEYS
+        assert all(_positive(record[key]) for key in (
+            "reads_per_s", "raw_reads_per_s", "ratio_reads_per_s",
+            "p50_us", "p99_us", "raw_p50_us", "raw_p99_us")), record
+        _assert_ratios_match(record)
+        # One raw connection per thread; the repository at least one.
+        assert record["raw_connections"] == (
+            record["workers"] * record["threads"]), record
+        assert record["connections"] >= record["workers"], record

@@ -1,0 +1,135 @@
+"""The run's report: text tables of the records, the JSON file, and the
+plot of latency distributions and boot-storm throughput."""
+
+import json
+
+TIMING_COLUMNS = ("backend", "driver", "raw_driver", "operation", "rows",
+                  "p50_us", "p99_us", "raw_p50_us", "raw_p99_us",
+                  "ratio_p50", "ratio_p99")
+STORM_COLUMNS = ("backend", "driver", "raw_driver", "layout",
+                 "reads_per_s", "raw_reads_per_s", "ratio_reads_per_s",
+                 "p50_us", "p99_us", "raw_p50_us", "raw_p99_us",
+                 "connections", "raw_connections")
+# Left-aligned: the names; right-aligned: the figures.
+_NAMES = {"backend", "driver", "raw_driver", "operation", "layout"}
+
+
+def format_table(records, columns):
+    """Return the records as an aligned text table of columns."""
+    rows = [columns] + [tuple(str(record[column]) for column in columns)
+                        for record in records]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) if column in _NAMES else cell.rjust(width)
+                  for column, cell, width in zip(columns, row, widths))
+        for row in rows)
+
+
+def text(records, notes, seconds):
+    """Return the whole text report."""
+    timings = [record for record in records
+               if "p50_us" in record and record["operation"] != "storm"]
+    storms = [record for record in records if record["operation"] == "storm"]
+    parts = [format_table(timings, TIMING_COLUMNS)]
+    if storms:
+        parts.append("boot storm (reads of get_stash, all workers at once):\n"
+                     + format_table(storms, STORM_COLUMNS))
+    parts.append("\n".join(notes))
+    parts.append(f"total {seconds:.1f} s")
+    return "\n\n".join(parts)
+
+
+def write_json(records, path):
+    """Write the records to path as a JSON list."""
+    with open(path, "w") as output:
+        json.dump(records, output, indent=2)
+        output.write("\n")
+
+
+def _style(label, drivers):
+    """Return the matplotlib style of a side: one colour per driver, solid
+    for the repository, dashed or hatched for the raw driver."""
+    side, driver = label.split(" ", 1)
+    colour = f"C{drivers.index(driver) % 10}"
+    if side == "repository":
+        return {"color": colour}
+    return {"color": colour, "linestyle": "--", "hatch": "//",
+            "edgecolor": "black"}
+
+
+def _ecdf(axes, samples, backend, drivers):
+    """Draw the read latency ECDF of each side of backend."""
+    reads = [sample for sample in samples
+             if sample["backend"] == backend and sample["operation"] == "read"]
+    smallest = min(sample["rows"] for sample in reads)
+    for sample in reads:
+        if sample["rows"] != smallest:
+            continue
+        times_us = sorted(ns / 1000 for ns in sample["times_ns"])
+        count = len(times_us)
+        style = _style(sample["label"], drivers)
+        axes.plot(times_us, [(i + 1) / count for i in range(count)],
+                  label=sample["label"], color=style["color"],
+                  linestyle=style.get("linestyle", "-"))
+    axes.set_xscale("log")
+    axes.set_xlabel("get_stash latency, µs (log)")
+    axes.set_ylabel("fraction of calls")
+    axes.set_title(f"{backend}: read, {smallest} stashes")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+
+
+def _storm_bars(axes, records, backend, drivers):
+    """Draw each side's boot-storm throughput per worker layout."""
+    storms = [record for record in records if record["operation"] == "storm"
+              and record["backend"] == backend]
+    layouts = list(dict.fromkeys(record["layout"] for record in storms))
+    throughput = {}  # {side label: {layout: reads/s}}
+    for record in storms:
+        throughput.setdefault(f"repository {record['driver']}", {})[
+            record["layout"]] = record["reads_per_s"]
+        throughput.setdefault(f"raw {record['raw_driver']}", {})[
+            record["layout"]] = record["raw_reads_per_s"]
+    width = 0.8 / len(throughput)
+    for number, (label, by_layout) in enumerate(sorted(throughput.items())):
+        positions = [i + (number - (len(throughput) - 1) / 2) * width
+                     for i in range(len(layouts))]
+        style = _style(label, drivers)
+        axes.bar(positions, [by_layout[layout] for layout in layouts], width,
+                 label=label, color=style["color"],
+                 hatch=style.get("hatch"), edgecolor=style.get("edgecolor"))
+    axes.set_xticks(range(len(layouts)), [f"{layout}\n(workers x threads)"
+                                          for layout in layouts])
+    axes.set_ylabel("reads per second")
+    axes.set_title(f"{backend}: boot storm throughput")
+    axes.legend(fontsize="small")
+
+
+def plot(records, samples, path):
+    """Draw read latency ECDFs per backend (repository against raw, per
+    driver) above the boot-storm throughput per layout; save to path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    backends = list(dict.fromkeys(sample["backend"] for sample in samples))
+    drivers = list(dict.fromkeys(
+        sample["label"].split(" ", 1)[1] for sample in samples))
+    stormed = {record["backend"] for record in records
+               if record["operation"] == "storm"}
+    columns = max(len(backends), 1)
+    rows = 2 if stormed else 1
+    figure, axes = pyplot.subplots(rows, columns, squeeze=False,
+                                   figsize=(6 * columns, 4.5 * rows))
+    for column, backend in enumerate(backends):
+        _ecdf(axes[0][column], samples, backend, drivers)
+        if not stormed:
+            continue
+        if backend in stormed:
+            _storm_bars(axes[1][column], records, backend, drivers)
+        else:
+            axes[1][column].set_visible(False)
+    figure.suptitle("role_stash: repository against the raw drivers")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)

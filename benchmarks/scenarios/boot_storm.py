@@ -1,0 +1,277 @@
+"""Boot storm: the read from N worker processes x T threads at once, each raw
+driver and the repository on it in turn, with the connections each side held
+as the server counts them."""
+
+import array
+import dataclasses
+import multiprocessing
+import random
+import threading
+import time
+import traceback
+
+from sqlalchemy.engine import make_url
+
+from role_stash import api
+
+from benchmarks import database as databases
+from benchmarks import harness
+from benchmarks import raw
+
+DEFAULT_LAYOUTS = ((8, 4), (16, 1))
+# A lone single-threaded worker, run first: how many connections does a
+# read-only API worker hold?
+LONE_WORKER = (1, 1)
+LONE_WORKER_SECONDS = 1.0
+WARMUP_READS = 20
+UUIDS_PER_THREAD = 2000
+SAMPLE_INTERVAL = 0.1
+BARRIER_TIMEOUT = 120
+SIDES = ("raw", "repository")
+
+
+def parse_layouts(text):
+    """Return ((workers, threads), ...) of "8x4,16x1"."""
+    layouts = []
+    for item in text.split(","):
+        workers, _, threads = item.strip().partition("x")
+        layouts.append((int(workers), int(threads)))
+        if min(layouts[-1]) < 1:
+            raise ValueError(f"a layout needs at least 1x1, not {item}")
+    return tuple(layouts)
+
+
+def layout_name(layout):
+    """Return "8x4" of (8, 4)."""
+    return "{}x{}".format(*layout)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What each worker process of one storm does."""
+
+    side: str  # "repository" or "raw"
+    driver: str
+    url: str  # with its password: a worker opens its own connections
+    arrays: bool
+    populated: int
+    threads: int
+    seconds: float
+    application_name: str
+
+
+def _read_until(plan, read, rng, barrier):
+    """Warm up, wait for every thread of every worker, then read for
+    plan.seconds; return each read's time in ns."""
+    uuids = [databases.uuid_for(rng.randrange(plan.populated))
+             for _ in range(UUIDS_PER_THREAD)]
+    for instance_uuid in uuids[:WARMUP_READS]:
+        read(instance_uuid)
+    times = array.array("q")
+    barrier.wait(timeout=BARRIER_TIMEOUT)
+    deadline = time.perf_counter_ns() + int(plan.seconds * 1e9)
+    index = 0
+    while True:
+        began = time.perf_counter_ns()
+        read(uuids[index % UUIDS_PER_THREAD])
+        ended = time.perf_counter_ns()
+        if ended > deadline:
+            return times
+        times.append(ended - began)
+        index += 1
+
+
+def _thread(plan, repo, rng, barrier, outcomes, index):
+    try:
+        if repo is not None:
+            outcomes[index] = _read_until(plan, repo.get_stash, rng, barrier)
+            return
+        # A raw driver connection is not thread-safe: each thread opens
+        # its own, as a raw-driver service would have to.
+        client = raw.RawClient(raw.DRIVERS[plan.driver], make_url(plan.url),
+                               plan.arrays, plan.application_name,
+                               writes=False)
+        try:
+            outcomes[index] = _read_until(plan, client.get_stash, rng,
+                                          barrier)
+        finally:
+            client.close()
+    except BaseException as error:
+        barrier.abort()
+        outcomes[index] = error
+
+
+def worker(plan, seed, barrier, results):
+    """Run one worker process of a storm: plan.threads reading threads;
+    put ("times", bytes) or ("error", traceback) on results."""
+    try:
+        repo = None
+        if plan.side == "repository":
+            # One repository per process, shared by its threads, as an
+            # API worker process opens it.
+            repo = api.StashRepository.from_url(plan.url)
+        outcomes = [None] * plan.threads
+        threads = [threading.Thread(
+            target=_thread, args=(plan, repo, random.Random(seed * 1000 + i),
+                                  barrier, outcomes, i))
+            for i in range(plan.threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if repo is not None:
+            repo.close()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        times = array.array("q")
+        for outcome in outcomes:
+            times.extend(outcome)
+        results.put(("times", times.tobytes()))
+    except BaseException:
+        barrier.abort()
+        results.put(("error", traceback.format_exc()))
+
+
+_context = None
+
+
+def _multiprocessing_context(drivers):
+    """Return the forkserver context, its server preloaded with the
+    repository and the drivers, so a worker starts without importing them."""
+    global _context
+    if _context is None:
+        _context = multiprocessing.get_context("forkserver")
+        _context.set_forkserver_preload(
+            [__name__, "role_stash.api"] + [driver.module
+                                            for driver in drivers])
+    return _context
+
+
+class ConnectionCounter:
+    """Counts, on the server, the sessions storm workers hold."""
+
+    def __init__(self, database, application_name):
+        self.database = database
+        self.application_name = application_name
+        self.connection = database.connect(
+            database.drivers[0], autocommit=True,
+            database=database.backend.admin_database)
+        self.baseline = 0
+        self.baseline = self.count()
+
+    def count(self):
+        """Return the sessions on the database now, beyond the baseline."""
+        cursor = self.connection.cursor()
+        cursor.execute(self.database.backend.connections_sql, {
+            "database": self.database.url.database,
+            "application": self.application_name})
+        (count,) = cursor.fetchone()
+        return count - self.baseline
+
+    def close(self):
+        """Close the counting session."""
+        self.connection.close()
+
+
+def storm(database, driver, side, layout, seconds):
+    """Run one storm; return (read times in ns, the most connections the
+    server saw at once)."""
+    workers, threads = layout
+    application_name = f"role_stash_storm_{side}"
+    url = database.url_for(driver)
+    if database.backend.counts_by_application:
+        url = url.update_query_dict({"application_name": application_name})
+    plan = Plan(side, driver.name, url.render_as_string(hide_password=False),
+                database.backend.arrays, database.populated, threads, seconds,
+                application_name)
+    context = _multiprocessing_context(database.drivers)
+    barrier = context.Barrier(workers * threads + 1)
+    results = context.Queue()
+    counter = ConnectionCounter(database, application_name)
+    processes = [context.Process(target=worker,
+                                 args=(plan, seed, barrier, results))
+                 for seed in range(workers)]
+    try:
+        for process in processes:
+            process.start()
+        try:
+            barrier.wait(timeout=BARRIER_TIMEOUT)
+        except threading.BrokenBarrierError:
+            pass
+        connections = [counter.count()]
+        end = time.monotonic() + seconds
+        while not barrier.broken and time.monotonic() < end:
+            time.sleep(SAMPLE_INTERVAL)
+            connections.append(counter.count())
+        outcomes = [results.get(timeout=BARRIER_TIMEOUT + seconds)
+                    for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=BARRIER_TIMEOUT)
+        counter.close()
+    errors = [detail for kind, detail in outcomes if kind == "error"]
+    if errors:
+        raise RuntimeError(f"{database.backend.name}: a {side} {driver.name} "
+                           f"storm worker failed:\n{errors[0]}")
+    times = array.array("q")
+    for _, detail in outcomes:
+        times.frombytes(detail)
+    return times, max(connections)
+
+
+def _record(backend, rows, layout, seconds, driver, raw_driver, ours,
+            theirs):
+    (times, connections), (raw_times, raw_connections) = ours, theirs
+    throughput = len(times) / seconds
+    raw_throughput = len(raw_times) / seconds
+    return {"backend": backend, "driver": driver, "raw_driver": raw_driver,
+            "operation": "storm", "rows": rows,
+            "layout": layout_name(layout), "workers": layout[0],
+            "threads": layout[1], "seconds": seconds,
+            "reads_per_s": round(throughput),
+            "raw_reads_per_s": round(raw_throughput),
+            "ratio_reads_per_s": round(throughput / raw_throughput, 2),
+            **harness.comparison(times, raw_times),
+            "connections": connections, "raw_connections": raw_connections}
+
+
+def run(database, layouts, seconds):
+    """Run every layout's storm, the lone worker's first; return the records
+    and report lines."""
+    name, records, notes = database.backend.name, [], []
+    if database.backend.connections_sql is None:
+        return records, [f"{name}: no boot storm: no server to count the "
+                         "connections each side holds"]
+    for number, layout in enumerate((LONE_WORKER, *layouts)):
+        duration = seconds
+        if number == 0:
+            duration = min(LONE_WORKER_SECONDS, seconds)
+        results = {}
+        # Raw first on one layout, the repository first on the next: each
+        # side meets the server's warm and cold moments alike.
+        for side in SIDES if number % 2 else reversed(SIDES):
+            for driver in database.drivers:
+                harness.progress(f"{name}: storm {layout_name(layout)}, "
+                                 f"{side} {driver.name}, {duration:g} s")
+                results[side, driver.name] = storm(database, driver, side,
+                                                   layout, duration)
+        records += [_record(name, database.populated, layout, duration,
+                            ours.name, theirs.name,
+                            results["repository", ours.name],
+                            results["raw", theirs.name])
+                    for ours in database.drivers
+                    for theirs in database.drivers]
+    notes.append(f"{name}: storm: each raw thread opens its own connection "
+                 "(a raw driver connection is not thread-safe); each "
+                 "repository worker process opens one StashRepository "
+                 "shared by its threads; connections are counted by the "
+                 "server while the storm runs (the most seen at once)")
+    for record in records:
+        if record["layout"] == layout_name(LONE_WORKER) and (
+                record["driver"] == record["raw_driver"]):
+            notes.append(
+                f"{name}: {record['driver']}: a single-threaded read-only "
+                f"worker held {record['connections']} server connection(s), "
+                f"raw {record['raw_connections']}")
+    return records, notes
