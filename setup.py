@@ -37,6 +37,7 @@ setuptools.setup(
         ],
         "benchmark": [
             "pyinstrument>=4",
+            "matplotlib>=3.5",
         ],
     },
     entry_points={
