@@ -8,7 +8,7 @@ TIMING_COLUMNS = ("backend", "driver", "raw_driver", "operation", "rows",
                   "ratio_p50", "ratio_p99")
 STORM_COLUMNS = ("backend", "driver", "raw_driver", "layout",
                  "reads_per_s", "raw_reads_per_s", "ratio_reads_per_s",
-                 "p50_us", "p99_us", "raw_p50_us", "raw_p99_us",
+                 "p50_us", "p99_us", "raw_p50_us", "raw_p99_us", "ratio_p99",
                  "connections", "raw_connections")
 # Left-aligned: the names; right-aligned: the figures.
 _NAMES = {"backend", "driver", "raw_driver", "operation", "layout"}
@@ -57,7 +57,7 @@ def _style(label, drivers):
             "edgecolor": "black"}
 
 
-def _ecdf(axes, samples, backend, drivers):
+def _ecdf(axes, samples, backend, drivers, ticker):
     """Draw the read latency ECDF of each side of backend."""
     reads = [sample for sample in samples
              if sample["backend"] == backend and sample["operation"] == "read"]
@@ -72,7 +72,14 @@ def _ecdf(axes, samples, backend, drivers):
                   label=sample["label"], color=style["color"],
                   linestyle=style.get("linestyle", "-"))
     axes.set_xscale("log")
-    axes.set_xlabel("get_stash latency, µs (log)")
+    # The slowest half percent would squeeze the rest into a corner.
+    tail = max(sorted(sample["times_ns"])[
+        int(len(sample["times_ns"]) * 0.995)] for sample in reads
+        if sample["rows"] == smallest) / 1000
+    axes.set_xlim(right=tail * 1.2)
+    axes.xaxis.set_minor_formatter(ticker.NullFormatter())
+    axes.xaxis.set_major_formatter(ticker.ScalarFormatter())
+    axes.set_xlabel("get_stash latency, µs (log; the slowest 0.5 % cut)")
     axes.set_ylabel("fraction of calls")
     axes.set_title(f"{backend}: read, {smallest} stashes")
     axes.grid(True, which="both", alpha=0.3)
@@ -111,6 +118,7 @@ def plot(records, samples, path):
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot
+    from matplotlib import ticker
 
     backends = list(dict.fromkeys(sample["backend"] for sample in samples))
     drivers = list(dict.fromkeys(
@@ -122,13 +130,16 @@ def plot(records, samples, path):
     figure, axes = pyplot.subplots(rows, columns, squeeze=False,
                                    figsize=(6 * columns, 4.5 * rows))
     for column, backend in enumerate(backends):
-        _ecdf(axes[0][column], samples, backend, drivers)
+        _ecdf(axes[0][column], samples, backend, drivers, ticker)
         if not stormed:
             continue
         if backend in stormed:
             _storm_bars(axes[1][column], records, backend, drivers)
         else:
-            axes[1][column].set_visible(False)
+            axes[1][column].axis("off")
+            axes[1][column].text(0.5, 0.5, f"{backend}: no boot storm\n"
+                                 "(no server to count connections)",
+                                 ha="center", va="center")
     figure.suptitle("role_stash: repository against the raw drivers")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -26,6 +26,7 @@ LONE_WORKER_SECONDS = 1.0
 WARMUP_READS = 20
 UUIDS_PER_THREAD = 2000
 SAMPLE_INTERVAL = 0.1
+BASELINE_TRIES = 40
 BARRIER_TIMEOUT = 120
 SIDES = ("raw", "repository")
 
@@ -158,7 +159,16 @@ class ConnectionCounter:
             database.drivers[0], autocommit=True,
             database=database.backend.admin_database)
         self.baseline = 0
-        self.baseline = self.count()
+        # Sessions of a storm just ended may linger a moment on the server
+        # (MariaDB counts them by database alone): wait until the count
+        # holds still before taking it as the baseline.
+        counts = [self.count()]
+        for _ in range(BASELINE_TRIES):
+            time.sleep(SAMPLE_INTERVAL / 2)
+            counts.append(self.count())
+            if counts[-1] == counts[-2]:
+                break
+        self.baseline = counts[-1]
 
     def count(self):
         """Return the sessions on the database now, beyond the baseline."""
@@ -178,7 +188,7 @@ def storm(database, driver, side, layout, seconds):
     """Run one storm; return (read times in ns, the most connections the
     server saw at once)."""
     workers, threads = layout
-    application_name = f"role_stash_storm_{side}"
+    application_name = f"role_stash_storm_{side}_{driver.name}"
     url = database.url_for(driver)
     if database.backend.counts_by_application:
         url = url.update_query_dict({"application_name": application_name})
