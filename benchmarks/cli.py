@@ -23,8 +23,8 @@ class Settings:
     storm_seconds: float  # per side, driver and layout
 
 
-# --quick is for routine runs: about a minute and a half for all three
-# backends on a slow day of this 2-vCPU machine.
+# --quick is for routine runs, short storms included: its budget is a
+# minute and a half for all three backends on this 2-vCPU machine.
 QUICK = Settings(sizes=(10_000,), calls=1000, bulk_calls=100,
                  memory_reads=3_000, storm_seconds=3)
 FULL = Settings(sizes=(10_000, 100_000, 1_000_000), calls=10_000,

@@ -185,7 +185,7 @@ class Database:
             analyzer.close()
         self.populated = size
 
-    def random_uuids(self, count, rng=None):
+    def random_uuids(self, count):
         """Return count UUIDs of populated stashes, at random."""
-        rng = rng or self.rng
-        return [uuid_for(rng.randrange(self.populated)) for _ in range(count)]
+        return [uuid_for(self.rng.randrange(self.populated))
+                for _ in range(count)]

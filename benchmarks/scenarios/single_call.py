@@ -167,47 +167,48 @@ class SingleCall:
     def round_trips(self):
         """Return {driver: {operation: (repository, raw) round trips per
         call}} for each driver that can count them, warmed up."""
-        trips = {}
-        for driver in self.database.drivers:
-            if driver.count_round_trips is None:
-                continue
-            count = 0
+        return {driver.name: self._round_trips_on(driver)
+                for driver in self.database.drivers
+                if driver.count_round_trips is not None}
 
-            def tick(*_):
-                nonlocal count
-                count += 1
+    def _round_trips_on(self, driver):
+        """Return {operation: (repository, raw) round trips per call} over
+        a repository and raw connections of their own on driver."""
+        count = 0
 
-            def per_call(call, args):
-                warmup = ROUND_TRIP_CALLS // 10
-                for arg in args[:warmup]:
-                    call(arg)
-                before = count
-                for arg in args[warmup:]:
-                    call(arg)
-                return (count - before) / ROUND_TRIP_CALLS
+        def tick(*_):
+            nonlocal count
+            count += 1
 
-            with driver.count_round_trips(
-                    self.database.url_for(driver), tick) as (url, watch):
-                watch_pooled = lambda connection, _record: watch(connection)
-                sa.event.listen(sa.pool.Pool, "connect", watch_pooled)
-                clients = Clients(self.database, [driver],
-                                  url_of=lambda _url: url)
-                try:
-                    for connection in clients.raws[driver.name].connections():
-                        watch(connection)
-                    trips[driver.name] = {
-                        operation: tuple(
-                            per_call(clients.calls(operation, side,
-                                                   driver.name),
-                                     clients.inputs(operation,
-                                                    ROUND_TRIP_CALLS * 11
-                                                    // 10))
-                            for side in ("repository", "raw"))
-                        for operation in OPERATIONS}
-                finally:
-                    clients.close()
-                    sa.event.remove(sa.pool.Pool, "connect", watch_pooled)
-        return trips
+        def per_call(call, args):
+            warmup = ROUND_TRIP_CALLS // 10
+            for arg in args[:warmup]:
+                call(arg)
+            before = count
+            for arg in args[warmup:]:
+                call(arg)
+            return (count - before) / ROUND_TRIP_CALLS
+
+        with driver.count_round_trips(
+                self.database.url_for(driver), tick) as (url, watch):
+
+            def watch_pooled(dbapi_connection, _record):
+                watch(dbapi_connection)
+
+            sa.event.listen(sa.pool.Pool, "connect", watch_pooled)
+            clients = Clients(self.database, [driver], url_of=lambda _: url)
+            try:
+                for connection in clients.raws[driver.name].connections():
+                    watch(connection)
+                return {operation: tuple(
+                    per_call(clients.calls(operation, side, driver.name),
+                             clients.inputs(operation,
+                                            ROUND_TRIP_CALLS * 11 // 10))
+                    for side in ("repository", "raw"))
+                    for operation in OPERATIONS}
+            finally:
+                clients.close()
+                sa.event.remove(sa.pool.Pool, "connect", watch_pooled)
 
     def memory(self, driver, repo):
         """Return the memory record around many repository reads."""
@@ -301,8 +302,8 @@ class SingleCall:
                 record["raw_round_trips"] = trips.get(
                     record["raw_driver"], {}).get(
                         record["operation"], (None, None))[1]
-        notes += [f"{name}: {driver}: round trips per call, repository / raw:"
-                  + ", ".join(f" {operation} {ours:g} / {theirs:g}"
+        notes += [f"{name}: {driver}: round trips per call, repository / raw: "
+                  + ", ".join(f"{operation} {ours:g} / {theirs:g}"
                               for operation, (ours, theirs) in by_op.items())
                   for driver, by_op in trips.items()]
         notes += [f"{name}: {driver} is not importable here: not measured"
