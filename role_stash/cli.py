@@ -16,7 +16,7 @@ from oslo_config import cfg
 import sqlalchemy as sa
 
 from role_stash import api
-from role_stash import db
+from role_stash import engines
 from role_stash import exception
 from role_stash import migration
 
@@ -35,9 +35,9 @@ def _context_manager(args):
         conf = cfg.ConfigOpts()
         conf(args=[], project="role_stash",
              default_config_files=[args.config_file])
-        context_manager = db.context_manager_from_config(conf)
+        context_manager = engines.context_manager_from_config(conf)
     else:
-        context_manager = db.context_manager_from_url(args.database_url)
+        context_manager = engines.context_manager_from_url(args.database_url)
     # Fail fast on an unreachable database: an operator is waiting.
     context_manager.configure(max_retries=0)
     return context_manager
@@ -182,7 +182,7 @@ def build_parser():
         "--database-url",
         help="database URL, driver named (postgresql+psycopg2://..., "
              "mysql+pymysql://...); default: $ROLE_STASH_DATABASE_URL, "
-             f"else {db.DEFAULT_URL}")
+             f"else {engines.DEFAULT_URL}")
     parser.add_argument(
         "--config-file",
         help="an oslo.config file whose [database] connection to use")
@@ -245,7 +245,7 @@ def main(argv=None):
     for name in ("oslo_db.sqlalchemy.exc_filters", "oslo_db.api"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        with db.translated_errors():
+        with engines.translated_errors():
             return args.run(args, _context_manager(args))
     except (exception.InvalidArgument, cfg.Error,
             sa.exc.ArgumentError) as error:

@@ -63,11 +63,38 @@ def optional_text(value, field):
     return None if value is None else text(value, field)
 
 
+# Keystone's role name: 1 to 255 characters, one of them not whitespace.
+_NOT_BLANK = re.compile(r"\S")
+
+
+def role_name(value, field):
+    """Return a role name Keystone accepts, unchanged, if every backend can
+    store it: not NUL (PostgreSQL refuses it), not a lone surrogate (no
+    UTF-8 encodes it). Blanks, leading, trailing or not ASCII, are kept."""
+    if not isinstance(value, str):
+        _fail(field, f"expected a string, got {_type_name(value)}")
+    if not value:
+        _fail(field, "must not be empty")
+    if len(value) > models.ROLE_NAME_LENGTH:
+        _fail(field, f"longer than {models.ROLE_NAME_LENGTH} characters "
+                     f"({len(value)})")
+    if not _NOT_BLANK.search(value):
+        _fail(field, "holds only whitespace")
+    if "\x00" in value:
+        _fail(field, "contains NUL, which no database stores")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        _fail(field, "contains a lone surrogate, which no UTF-8 database "
+                     "stores")
+    return value
+
+
 def role_names(value, field="roles"):
     """Return the role names as a tuple, first occurrences kept in order."""
     if not isinstance(value, (list, tuple)):
         _fail(field, f"expected a list of role names, got {_type_name(value)}")
-    names = (text(name, f"{field}[{index}]", models.ROLE_NAME_LENGTH)
+    names = (role_name(name, f"{field}[{index}]")
              for index, name in enumerate(value))
     return tuple(dict.fromkeys(names))
 

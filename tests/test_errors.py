@@ -39,9 +39,8 @@ def test_unreachable_database_is_unavailable(unreachable_url):
 def kill_pooled_connections(repository):
     """Drop the idle pooled connection each engine would hand out next: the
     server ends its session (SQLite: the driver closes its handle)."""
-    for engine in (repository._context_manager.writer.get_engine(),
-                   repository._lone_engine(True),
-                   repository._lone_engine(False)):
+    for engine in filter(None, (repository._lone.writer(),
+                                repository._lone.autocommit())):
         dialect = engine.dialect.name
         with engine.connect() as victim:
             if dialect == "sqlite":

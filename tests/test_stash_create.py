@@ -136,3 +136,24 @@ def test_every_role_count_is_stashed_in_order(repository, count):
     stashed = stash(repository, roles=roles)
     assert stashed.roles == tuple(roles)
     assert repository.get_stash(INSTANCE) == stashed
+
+
+# Keystone takes any role name of 1 to 255 characters with one that is not
+# whitespace (tests/nova checks these against Keystone's own schema).
+NAMES_KEYSTONE_ACCEPTS = [
+    "power\u00a0user", " leading", "trailing ", "tab\there", "line\nbreak",
+    "del\x7f", "c1\x85", "\u200b", "adm\u202ein", "line\u2028break",
+    "\ufeffbom", "emoji \U0001f600", "r" * 255, "Admin", "admin",
+    "caf\u00e9", "cafe\u0301",
+]
+
+
+def test_every_role_name_keystone_accepts_reads_back_exactly(repository):
+    stash(repository, roles=NAMES_KEYSTONE_ACCEPTS)
+    assert repository.get_stash(INSTANCE).roles == tuple(
+        NAMES_KEYSTONE_ACCEPTS)
+    assert repository.get_stashes([INSTANCE])[INSTANCE].roles == tuple(
+        NAMES_KEYSTONE_ACCEPTS)
+    for name in ("trailing ", "Admin", "cafe\u0301"):
+        [listed] = repository.list_stashes(role=name)
+        assert listed.instance_uuid == INSTANCE

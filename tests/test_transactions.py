@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from role_stash import api
-from role_stash import db
+from role_stash import engines
 from role_stash import exception
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
@@ -33,7 +33,7 @@ class Boom(Exception):
 @pytest.fixture
 def nova(repository, migrated_url):
     """The caller: its own context manager, and its own instances table."""
-    context_manager = db.context_manager_from_url(migrated_url)
+    context_manager = engines.context_manager_from_url(migrated_url)
     engine = context_manager.writer.get_engine()
     instances = sa.Table("test_instances", sa.MetaData(),
                          sa.Column("uuid", sa.String(36), primary_key=True))

@@ -40,16 +40,9 @@ BAD_STASHES = [
     ({"roles": ["member", 3]}, "roles[1]"),
     ({"roles": ["r" * 256]}, "roles[0]"),
     ({"roles": ["mem\x00ber"]}, "roles[0]"),
-    ({"roles": ["tab\there"]}, "roles[0]"),
-    ({"roles": ["del\x7f"]}, "roles[0]"),
-    ({"roles": ["c1\x85"]}, "roles[0]"),
     ({"roles": ["surrogate\ud800"]}, "roles[0]"),
-    ({"roles": ["trailing "]}, "roles[0]"),
-    ({"roles": ["\u200b"]}, "roles[0]"),
-    ({"roles": ["adm\u202ein"]}, "roles[0]"),
-    ({"roles": ["line\u2028break"]}, "roles[0]"),
-    ({"roles": ["\ufeffbom"]}, "roles[0]"),
-    ({"roles": ["no\xa0break"]}, "roles[0]"),
+    ({"roles": [" "]}, "roles[0]"),
+    ({"roles": ["\t\n\xa0\u2028"]}, "roles[0]"),
     ({"replace": "yes"}, "replace"),
 ]
 

@@ -1,0 +1,225 @@
+"""Per-dialect statements: the only module that asks which database this is.
+
+One object per dialect family (PostgreSQL, MySQL/MariaDB, SQLite) owns the
+SQL that reads one stash, reads many, and writes a new one; the shape of a
+bulk read's parameters; and the fold of result rows into Stash values. The
+repository asks it and runs what it gets on a SQLAlchemy Connection, so
+every statement passes through SQLAlchemy's events and oslo.db's filters.
+"""
+
+from oslo_db import exception as db_exc
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
+
+from role_stash import models
+from role_stash.stash import Stash
+
+STASHES = models.Stash.__table__
+ROLES = models.StashRole.__table__
+
+STASH_COLUMNS = (
+    STASHES.c.id, STASHES.c.instance_uuid, STASHES.c.project_id,
+    STASHES.c.user_id, STASHES.c.project_domain_id, STASHES.c.user_domain_id,
+    STASHES.c.created_at, STASHES.c.updated_at,
+)
+LIVE = STASHES.c.deleted == 0
+
+
+class Statements:
+    """The statements of a database that reads a stash as one row per role
+    (through an outer join; a stash with no role gives one row whose name
+    is NULL) and matches a bulk read with an IN list."""
+
+    def __init__(self):
+        self.read_one = self.with_roles(STASHES).where(
+            STASHES.c.instance_uuid == sa.bindparam("instance_uuid"), LIVE)
+        self.read_many = self.with_roles(STASHES).where(
+            self.match_many(), LIVE)
+        # The re-read of a write that met a live stash: a locking read,
+        # so that in a caller's REPEATABLE READ transaction it sees the
+        # latest committed stash, not the transaction's older snapshot.
+        self.lock_one = self.read_one.with_for_update()
+
+    def with_roles(self, stashes):
+        """Return a SELECT of the stash columns of stashes (the table, or a
+        page of it) with their role names, ordered by stash id."""
+        columns = [stashes.c[column.name] for column in STASH_COLUMNS]
+        return (
+            sa.select(*columns, ROLES.c.name)
+            .select_from(stashes.outerjoin(
+                ROLES, ROLES.c.stash_id == stashes.c.id))
+            .order_by(stashes.c.id, ROLES.c.position))
+
+    def match_many(self):
+        """The WHERE clause of a bulk read, on the parameter :uuids."""
+        return STASHES.c.instance_uuid.in_(
+            sa.bindparam("uuids", expanding=True))
+
+    def bulk_parameters(self, instance_uuids):
+        """Return the parameters of read_many for instance_uuids."""
+        return {"uuids": list(instance_uuids)}
+
+    def fold(self, rows):
+        """Return {stash id: Stash} of rows of a with_roles() SELECT, in
+        the rows' order."""
+        heads = []
+        stash_id = None
+        for row in rows:
+            if row[0] != stash_id:
+                stash_id = row[0]
+                roles = []
+                heads.append((row, roles))
+            if row[8] is not None:
+                roles.append(row[8])
+        return {head[0]: Stash(head[1], head[2], head[3], tuple(roles),
+                               head[4], head[5], head[6], head[7])
+                for head, roles in heads}
+
+    # Whether a lone read gains by running on an engine in autocommit (no
+    # BEGIN and ROLLBACK around it).
+    reads_in_autocommit = True
+
+    # Writes.
+    # Whether insert_new_stash is one statement, and so atomic alone: a
+    # call made outside any transaction may then run it in autocommit.
+    new_stash_in_one_statement = False
+
+    def insert_new_stash(self, connection, row, roles):
+        """INSERT a stash row and its roles; return the new stash's id, or
+        None, having written nothing, when the instance has a live stash."""
+        stash_id = self.insert_stash_row(connection, row)
+        if stash_id is not None and roles:
+            insert_roles(connection, stash_id, roles)
+        return stash_id
+
+    def insert_stash_row(self, connection, row):
+        """INSERT a stash row; return its id, or None if the instance has
+        a live stash."""
+        raise NotImplementedError
+
+
+def insert_roles(connection, stash_id, roles):
+    """INSERT the roles of a stash, in order, in one executemany."""
+    connection.execute(sa.insert(ROLES), [
+        {"stash_id": stash_id, "position": position, "name": name}
+        for position, name in enumerate(roles)])
+
+
+class MySQL(Statements):
+    """MySQL and MariaDB: no INSERT that skips a duplicate and says so, but
+    a failed statement undoes only itself, the transaction goes on."""
+
+    _insert = sa.insert(STASHES)
+
+    def insert_stash_row(self, connection, row):
+        try:
+            return connection.execute(
+                self._insert, row).inserted_primary_key[0]
+        except db_exc.DBDuplicateEntry:
+            return None
+
+
+class SQLite(Statements):
+    """SQLite: an INSERT that skips a live stash of the instance. Reads
+    share the writer engine: they run in-process, so BEGIN and ROLLBACK
+    cost no round trip, and oslo.db emits its own BEGIN on SQLite, which an
+    autocommit engine would leave open."""
+
+    reads_in_autocommit = False
+
+    _insert = (sqlite.insert(STASHES)
+               .on_conflict_do_nothing(
+                   index_elements=["instance_uuid", "deleted"])
+               .returning(STASHES.c.id))
+
+    def insert_stash_row(self, connection, row):
+        return connection.execute(self._insert, row).scalar()
+
+
+class PostgreSQL(Statements):
+    """PostgreSQL: a stash's role names come back in an array, one row per
+    stash; a bulk read matches one array parameter, one statement for any
+    count; a new stash and its roles are written by one statement, which
+    skips rather than fails on a live stash (a failed statement would
+    abort the whole transaction, a caller's included)."""
+
+    new_stash_in_one_statement = True
+
+    def __init__(self):
+        super().__init__()
+        # Of with_for_update(), only the stash row: the role names come
+        # from a subquery, which FOR UPDATE cannot lock.
+        self.lock_one = self.read_one.with_for_update(of=STASHES)
+        self._insert_new_stash = self._insert_new_stash_statement()
+
+    def with_roles(self, stashes):
+        columns = [stashes.c[column.name] for column in STASH_COLUMNS]
+        names = sa.select(ROLES.c.name).where(
+            ROLES.c.stash_id == stashes.c.id).order_by(ROLES.c.position)
+        return sa.select(
+            *columns, sa.func.array(names.scalar_subquery()).label("roles"),
+        ).order_by(stashes.c.id)
+
+    def match_many(self):
+        return STASHES.c.instance_uuid == sa.any_(sa.bindparam(
+            "uuids", type_=postgresql.ARRAY(STASHES.c.instance_uuid.type)))
+
+    def fold(self, rows):
+        return {row[0]: Stash(row[1], row[2], row[3], tuple(row[8]),
+                              row[4], row[5], row[6], row[7])
+                for row in rows}
+
+    @staticmethod
+    def _insert_new_stash_statement():
+        """The stash row (skipped when the instance has a live stash) and
+        its roles, the list :names in order, in one statement that returns
+        the new stash's id, or no row."""
+        keys = ("instance_uuid", "project_id", "user_id", "project_domain_id",
+                "user_domain_id", "created_at", "deleted")
+        new_stash = (
+            postgresql.insert(STASHES)
+            .values({key: sa.bindparam(key, type_=STASHES.c[key].type)
+                     for key in keys})
+            .on_conflict_do_nothing(
+                index_elements=["instance_uuid", "deleted"])
+            .returning(STASHES.c.id)
+            .cte("new_stash"))
+        names = sa.func.unnest(
+            # text[], not varchar(255)[]: a cast to varchar(n) would cut a
+            # longer name short where the column refuses it.
+            sa.cast(sa.bindparam("names"), postgresql.ARRAY(sa.Text))
+        ).table_valued("name", with_ordinality="number").render_derived(
+            name="names")
+        new_roles = sa.insert(ROLES).from_select(
+            ["stash_id", "position", "name"],
+            sa.select(new_stash.c.id, names.c.number - 1, names.c.name)
+            .select_from(new_stash.join(names, sa.true()))).cte("new_roles")
+        return sa.select(new_stash.c.id).add_cte(new_roles)
+
+    def insert_new_stash(self, connection, row, roles):
+        return connection.execute(
+            self._insert_new_stash, {**row, "names": list(roles)}).scalar()
+
+
+_FAMILIES = {
+    "postgresql": PostgreSQL,
+    "mysql": MySQL,
+    "mariadb": MySQL,
+    "sqlite": SQLite,
+}
+_built = {}
+
+
+def for_dialect(name):
+    """Return the Statements of a SQLAlchemy dialect name, built once."""
+    statements = _built.get(name)
+    if statements is None:
+        try:
+            family = _FAMILIES[name]
+        except KeyError:
+            raise ValueError(
+                f"role_stash runs on PostgreSQL, MySQL/MariaDB and SQLite, "
+                f"not on {name}") from None
+        statements = _built[name] = family()
+    return statements

@@ -1,0 +1,377 @@
+"""Engines, pools, retries and error translation, on oslo.db's enginefacade.
+
+A repository runs on an enginefacade transaction context manager: its own,
+made from a URL or a [database] section, or the caller's (Nova's), whose
+transactions it then joins. For calls made alone it adds at most one engine
+of its own, for reads (and PostgreSQL's one-statement write) in autocommit,
+built by oslo.db from the same [database] settings as the context manager's
+engines; lone writes run on the context manager's own writer engine.
+
+oslo.db offers no public way to read a context manager's settings or an
+open transaction's factory and mode: every such access is in the
+"enginefacade internals" section below, and tests/test_engines.py fails
+loudly if oslo.db changes them.
+"""
+
+import contextlib
+import os
+import threading
+
+from oslo_config import cfg
+from oslo_db import api as oslo_db_api
+from oslo_db import exception as db_exc
+from oslo_db import options as db_options
+from oslo_db.sqlalchemy import enginefacade
+from oslo_db.sqlalchemy import engines as oslo_engines
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from role_stash import exception
+
+# The embedded default: a SQLite file in the working directory.
+DEFAULT_URL = "sqlite:///role_stash.sqlite"
+URL_ENVIRONMENT_VARIABLE = "ROLE_STASH_DATABASE_URL"
+
+# [database] options of the retries of a call (oslo.db's DB API retries):
+# followed where the operator set them, else DEFAULT_RETRIES.
+RETRY_OPTIONS = ("db_max_retries", "db_retry_interval",
+                 "db_inc_retry_interval", "db_max_retry_interval")
+# [database] options handed from an oslo.config group to enginefacade.
+_CONFIG_OPTIONS = (
+    "slave_connection", "mysql_sql_mode", "mysql_wsrep_sync_wait",
+    "connection_recycle_time", "connection_debug", "max_pool_size",
+    "max_overflow", "pool_timeout", "sqlite_synchronous", "connection_trace",
+    "max_retries", "retry_interval", "connection_parameters",
+) + RETRY_OPTIONS
+
+# Retries of a call made alone, where [database] says nothing: a metadata
+# GET is waited on by a guest, so a few short tries rather than oslo.db's
+# twenty, up to ten seconds apart.
+DEFAULT_RETRIES = {"max_retries": 5, "retry_interval": 0.05,
+                   "inc_retry_interval": True, "max_retry_interval": 0.5}
+
+
+def resolve_url(url=None):
+    """Return url, else $ROLE_STASH_DATABASE_URL, else the SQLite default."""
+    return url or os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
+
+
+def _with_utf8mb4(url, options):
+    """Return options with MySQL's connection in 4-byte utf8mb4, unless the
+    URL or the options name a charset (oslo.db would ask for 3-byte utf8,
+    and role names may hold any unicode character)."""
+    parsed = make_url(url)
+    parameters = options.get("connection_parameters") or ""
+    if (parsed.get_backend_name() in ("mysql", "mariadb")
+            and "charset" not in parsed.query
+            and "charset=" not in parameters):
+        options = {**options, "connection_parameters": "&".join(
+            filter(None, (parameters, "charset=utf8mb4")))}
+    return options
+
+
+def _hide_parameters(engine):
+    # Error messages, and oslo.db's log of them, then carry the SQL but
+    # never the bound values (role names, ids).
+    engine.hide_parameters = True
+
+
+def context_manager_from_url(url=None, **options):
+    """Return a new enginefacade transaction context manager for a URL.
+
+    options are enginefacade's and [database]'s (max_pool_size,
+    db_max_retries, ...). Unless given, the engine is not test-connected
+    at start-up (max_retries=0): an unreachable database fails the call,
+    after role_stash's own bounded retries, instead of blocking it while
+    oslo.db retries the first connect.
+    """
+    url = resolve_url(url)
+    # thread_checkin's sleep(0) on every check-in is for eventlet; in a
+    # threaded process it gives the CPU away on each call. slave_connection
+    # is named even when None: enginefacade would take anything unnamed
+    # from the global cfg.CONF's [database] section.
+    options = {"sqlite_fk": True, "thread_checkin": False,
+               "slave_connection": None, "max_retries": 0,
+               **_with_utf8mb4(url, options)}
+    context_manager = enginefacade.transaction_context()
+    context_manager.configure(connection=url, **options)
+    context_manager.append_on_engine_create(_hide_parameters)
+    return context_manager
+
+
+def context_manager_from_config(conf, group="database"):
+    """Return a new enginefacade transaction context manager for an
+    oslo.config [database] section (oslo.db's options are registered if
+    needed)."""
+    conf.register_opts(db_options.database_opts, group)
+    section = conf[group]
+    if not section.connection:
+        raise exception.InvalidArgument(
+            f"[{group}] connection", "not set in the configuration")
+    options = {name: section[name] for name in _CONFIG_OPTIONS
+               if section[name] not in (None, "")
+               and (name not in RETRY_OPTIONS
+                    or _set_by_operator(conf, name, group))}
+    options.setdefault("slave_connection", None)
+    return context_manager_from_url(section.connection, **options)
+
+
+# enginefacade internals: the one place that reads them.
+
+def _factory(context_manager):
+    """The transaction factory behind a context manager."""
+    return context_manager._factory
+
+
+def _configured(context_manager):
+    """Return (URL, engine arguments, [database] retry settings) as
+    enginefacade starts, or started, the context manager's engines: its
+    configure() values, else cfg.CONF's [database], else oslo.db's
+    defaults. None for a factory made around a given engine (oslo.db's and
+    Nova's test fixtures), whose settings are not known."""
+    factory = _factory(context_manager)
+    if not hasattr(factory, "_url_cfg"):
+        return None
+    cfg.CONF.register_opts(db_options.database_opts, "database")
+    url = factory._url_args_for_conf(cfg.CONF).get("connection")
+    if url is None:
+        return None
+    retries = {key: value for key, value in factory._ignored_cfg.items()
+               if not isinstance(value, enginefacade._Default)}
+    retries.update({key: cfg.CONF.database[key] for key in RETRY_OPTIONS
+                    if key not in retries and _set_by_operator(cfg.CONF, key)})
+    return url, factory._engine_args_for_conf(cfg.CONF), retries
+
+
+def _set_by_operator(conf, key, group="database"):
+    """Whether a [database] option has a value other than its default."""
+    return (conf.get_location(key, group).location
+            is not cfg.Locations.opt_default)
+
+
+def transaction_factory(transaction):
+    """The factory an open enginefacade transaction belongs to."""
+    return transaction.factory
+
+
+def transaction_is_reader(transaction):
+    """Whether an open enginefacade transaction is a reader's."""
+    return transaction.mode is enginefacade._READER
+
+
+def same_factory(transaction, context_manager):
+    """Whether an open transaction is of context_manager."""
+    return transaction_factory(transaction) is _factory(context_manager)
+
+
+def open_transaction(context):
+    """Return the enginefacade transaction context has open, or None."""
+    if context is None:
+        return None
+    try:
+        return context.transaction_ctx
+    except (AttributeError, db_exc.NoEngineContextEstablished):
+        return None
+
+
+# Engines of calls made alone.
+
+def _is_in_memory(url):
+    parsed = make_url(url)
+    return (parsed.get_backend_name() == "sqlite"
+            and parsed.database in (None, "", ":memory:"))
+
+
+class LoneEngines:
+    """The engines of the calls a repository makes outside any caller's
+    transaction, and their retry policy."""
+
+    def __init__(self, context_manager, autocommit_reads):
+        """autocommit_reads(dialect_name) says whether that database gains
+        by reading on an engine in autocommit (no BEGIN, no ROLLBACK)."""
+        self._context_manager = context_manager
+        self._lock = threading.Lock()
+        self._reader = None
+        configured = _configured(context_manager)
+        if configured is None:
+            self.dialect_name = self.writer().dialect.name
+            self._engine_args = None
+            retry_settings = {}
+        else:
+            url, engine_args, retry_settings = configured
+            self.dialect_name = make_url(url).get_backend_name()
+            # An in-memory SQLite database exists once, in the context
+            # manager's one connection: a second engine would see another.
+            wanted = (autocommit_reads(self.dialect_name)
+                      and not _is_in_memory(url))
+            self._url = url
+            self._engine_args = engine_args if wanted else None
+        self.retry = _retry_policy(retry_settings)
+
+    def writer(self):
+        """The engine of lone writes: the context manager's own."""
+        with translated_errors():
+            return self._context_manager.writer.get_engine()
+
+    def reader(self):
+        """The engine of lone reads: an autocommit engine of role_stash's
+        where the database gains by it, else the writer."""
+        if self._engine_args is None:
+            return self.writer()
+        reader = self._reader
+        if reader is None:
+            with self._lock:
+                if self._reader is None:
+                    self._reader = _autocommit_engine(
+                        self._url, self._engine_args)
+                reader = self._reader
+        return reader
+
+    def autocommit(self):
+        """The autocommit engine, or None where reads share the writer."""
+        return None if self._engine_args is None else self.reader()
+
+    def close(self):
+        """Dispose of the engine this object built (never the caller's)."""
+        with self._lock:
+            if self._reader is not None:
+                self._reader.dispose()
+                self._reader = None
+
+
+def _autocommit_engine(url, engine_args):
+    """Return an engine built by oslo.db from engine_args (pool sizes,
+    recycle time, sql_mode, fork guard, error filters, tracing), in
+    autocommit, with neither a pre-ping nor a rollback per checkout.
+
+    No pre-ping: a connection found dead is invalidated by SQLAlchemy,
+    oslo.db raises DBConnectionError, and the call is retried, which costs
+    a round trip once per lost connection instead of once per call. No
+    start-up connection test (max_retries=0): the first call's own retry
+    handles an unreachable database, within its bounds.
+    """
+    def create(url, **arguments):
+        engine = sa.create_engine(
+            url, **{**arguments, "pool_pre_ping": False,
+                    "isolation_level": "AUTOCOMMIT",
+                    "pool_reset_on_return": None,
+                    "skip_autocommit_rollback": True,
+                    "hide_parameters": True})
+        return engine, engine
+
+    return oslo_engines.create_engine(
+        url, **{**engine_args, "max_retries": 0}, _engine_target=create)
+
+
+def _retry_policy(settings):
+    """Return a decorator retrying a lone call on deadlock, lost connection
+    and a few more passing faults (see _worth_a_retry), as [database]
+    db_max_retries and db_retry_interval say, else DEFAULT_RETRIES."""
+    policy = dict(DEFAULT_RETRIES)
+    for option, key in (("db_max_retries", "max_retries"),
+                        ("db_retry_interval", "retry_interval"),
+                        ("db_inc_retry_interval", "inc_retry_interval"),
+                        ("db_max_retry_interval", "max_retry_interval")):
+        if settings.get(option) is not None:
+            policy[key] = settings[option]
+    return oslo_db_api.wrap_db_retry(
+        retry_on_disconnect=True, retry_on_deadlock=True,
+        exception_checker=_worth_a_retry, **policy)
+
+
+def _worth_a_retry(error):
+    """Besides deadlock and disconnect: a connect that failed in a way
+    oslo.db does not recognize (psycopg's refused connection), and
+    SQLite's lock, taken by another writer."""
+    if not isinstance(error, sa.exc.OperationalError):
+        return False
+    return error.statement is None or "database is locked" in str(error.orig)
+
+
+# Errors.
+
+@contextlib.contextmanager
+def translated_errors(conflict=None):
+    """Turn oslo.db's and SQLAlchemy's errors into role_stash's, their
+    bound parameters hidden; a duplicate entry becomes conflict (an
+    exception) when given."""
+    try:
+        yield
+    except (db_exc.DBError, sa.exc.SQLAlchemyError) as error:
+        _hide_bound_parameters(error)
+        raise _translated(error, conflict) from error
+
+
+def _translated(error, conflict):
+    if isinstance(error, sa.exc.ArgumentError):
+        # A URL naming an unknown driver, or a bad engine setting.
+        return exception.InvalidArgument("database connection", str(error))
+    if isinstance(error, db_exc.DBDuplicateEntry):
+        return conflict or exception.DatabaseError(
+            "unexpected duplicate entry")
+    if isinstance(error, db_exc.DBConnectionError):
+        return exception.DatabaseUnavailable(
+            "the database connection failed or was lost")
+    if isinstance(error, db_exc.DBNonExistentDatabase):
+        return exception.DatabaseUnavailable(
+            "the database does not exist or cannot be opened")
+    if isinstance(error, db_exc.DBDeadlock):
+        return exception.DatabaseDeadlock(
+            "the transaction was a deadlock's victim")
+    if isinstance(error, sa.exc.TimeoutError):
+        return exception.DatabaseUnavailable(
+            "no pooled connection came free in time")
+    if isinstance(error, sa.exc.DBAPIError) and error.statement is None:
+        # Not raised by a statement: by the connect (psycopg's "connection
+        # to server ... failed", which oslo.db does not recognize), or by
+        # a COMMIT or ROLLBACK.
+        return exception.DatabaseUnavailable(
+            "the database could not be reached, or failed to end a "
+            f"transaction ({str(error.orig).strip()})")
+    return _database_error(error)
+
+
+# MySQL's "Incorrect string value": a character the connection's or the
+# column's character set cannot hold.
+_MYSQL_INCORRECT_STRING = 1366
+
+
+def _database_error(error):
+    cause = getattr(error, "inner_exception", None) or error
+    driver_error = getattr(cause, "orig", None)
+    code = getattr(driver_error, "args", (None,))[0]
+    if code == _MYSQL_INCORRECT_STRING:
+        return exception.DatabaseError(
+            "MySQL refused a character its connection's character set "
+            "cannot hold (4-byte characters such as emoji need utf8mb4): "
+            "put charset=utf8mb4 in the [database] connection URL, and "
+            "check that role_stash's tables are utf8mb4 "
+            "(`role-stash-manage db sync` creates them so)")
+    return exception.DatabaseError(
+        f"database error ({type(cause).__name__}); if the schema is not "
+        "at head, run `role-stash-manage db sync`")
+
+
+def _hide_bound_parameters(error):
+    """Strip the bound values from an error and everything it chains: on
+    an engine that is not role_stash's (the caller's), SQLAlchemy put them
+    in the message, and oslo.db copied that message into its own error."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sa.exc.StatementError):
+            _hide(error)
+        inner = getattr(error, "inner_exception", None)
+        if isinstance(error, db_exc.DBError) and isinstance(
+                inner, sa.exc.StatementError):
+            _hide(inner)
+            error.args = (str(inner),)
+        error = error.__cause__ or error.__context__
+
+
+def _hide(statement_error):
+    # Its message then says "[SQL parameters hidden ...]" where the values
+    # were.
+    statement_error.hide_parameters = True
+    if statement_error.params:
+        statement_error.params = "hidden"

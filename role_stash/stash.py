@@ -1,0 +1,45 @@
+"""The stash as callers see it: an immutable value, and the vendordata made of it."""
+
+import datetime
+import typing
+
+
+class Stash(typing.NamedTuple):
+    """What an instance's creator was, as stashed at create time.
+
+    A named tuple rather than a frozen dataclass: a bulk read builds a
+    hundred at once, and a tuple is the cheapest immutable value to build.
+    """
+
+    instance_uuid: str
+    project_id: str
+    user_id: str
+    roles: tuple[str, ...]
+    project_domain_id: str | None = None
+    user_domain_id: str | None = None
+    created_at: datetime.datetime | None = None
+    updated_at: datetime.datetime | None = None
+
+    def vendordata(self):
+        """Return the fields Nova's dynamic vendordata sends for this stash.
+
+        'boot-roles' keeps Nova's legacy form, the role names joined by
+        commas. A role name that itself holds a comma cannot be told apart
+        from two roles in that form, and a consumer splitting on commas
+        would grant roles nobody holds, so such a name is left out of
+        'boot-roles'. Names are joined exactly as stashed: a name with
+        leading or trailing blanks keeps them, so a consumer that strips
+        after splitting sees a different name. The roles attribute always
+        has every name, exactly.
+        """
+        return {
+            "project-id": self.project_id,
+            "instance-id": self.instance_uuid,
+            "boot-roles": ",".join(
+                name for name in self.roles if "," not in name),
+        }
+
+    def payload(self):
+        """Return what a stash write sets: equal payloads make a repeat."""
+        return (self.project_id, self.user_id, self.roles,
+                self.project_domain_id, self.user_domain_id)
