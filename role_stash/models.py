@@ -18,13 +18,23 @@ NAMING_CONVENTION = {
     "pk": "%(table_name)s_pkey",
 }
 
-# utf8mb4 keeps every unicode character; the binary collation compares
-# exactly, as PostgreSQL and SQLite do ('Admin' != 'admin').
+# utf8mb4 keeps every unicode character; a binary NO PAD collation
+# compares exactly, as PostgreSQL and SQLite do: 'Admin' != 'admin', and
+# 'member ' != 'member' (utf8mb4_bin would ignore trailing spaces). On
+# MySQL, which lacks utf8mb4_nopad_bin, revision 0001 takes utf8mb4_0900_bin.
 MYSQL_TABLE_ARGS = {
     "mysql_engine": "InnoDB",
     "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_bin",
+    "mysql_collate": "utf8mb4_nopad_bin",
 }
+
+# 64-bit ids: every create attempt takes one, an exact repeat's included,
+# and widening a populated table later means rewriting it under a lock.
+# SQLite makes a rowid alias only of INTEGER PRIMARY KEY. PostgreSQL gets
+# BIGSERIAL rather than an identity column: the same 64-bit sequence, and
+# Alembic would compare an Identity as a server default on the backends
+# that have none.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 # MySQL's DATETIME drops microseconds unless asked to keep them.
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
@@ -50,7 +60,8 @@ class Stash(Base):
         MYSQL_TABLE_ARGS,
     )
 
-    id: orm.Mapped[int] = orm.mapped_column(sa.Integer, primary_key=True)
+    id: orm.Mapped[int] = orm.mapped_column(
+        BigId, primary_key=True)
     instance_uuid: orm.Mapped[str] = orm.mapped_column(sa.String(UUID_LENGTH))
     project_id: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
     user_id: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
@@ -78,7 +89,7 @@ class StashRole(Base):
     )
 
     stash_id: orm.Mapped[int] = orm.mapped_column(
-        sa.ForeignKey(Stash.id, ondelete="CASCADE"), primary_key=True)
+        BigId, sa.ForeignKey(Stash.id, ondelete="CASCADE"), primary_key=True)
     position: orm.Mapped[int] = orm.mapped_column(
         sa.Integer, primary_key=True, autoincrement=False)
     name: orm.Mapped[str] = orm.mapped_column(sa.String(ROLE_NAME_LENGTH))

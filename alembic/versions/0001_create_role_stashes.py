@@ -16,19 +16,31 @@ depends_on = None
 
 phase = "expand"
 
-MYSQL_TABLE_ARGS = {
-    "mysql_engine": "InnoDB",
-    "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_bin",
-}
 TIMESTAMP = sa.DateTime().with_variant(
     mysql.DATETIME(fsp=6), "mysql", "mariadb")
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def mysql_table_args():
+    """utf8mb4 with a binary NO PAD collation: names compare exactly,
+    trailing spaces included. MariaDB's name for it, but on a server known
+    to be MySQL (offline SQL cannot tell, and takes MariaDB's)."""
+    context = op.get_context()
+    mariadb = context.as_sql or getattr(context.dialect, "is_mariadb", True)
+    return {
+        "mysql_engine": "InnoDB",
+        "mysql_charset": "utf8mb4",
+        "mysql_collate": ("utf8mb4_nopad_bin" if mariadb
+                          else "utf8mb4_0900_bin"),
+    }
 
 
 def upgrade():
+    mysql_args = mysql_table_args()
     op.create_table(
         "role_stashes",
-        sa.Column("id", sa.Integer, nullable=False, autoincrement=True),
+        sa.Column("id", BIG_ID, nullable=False,
+                  autoincrement=True),
         sa.Column("instance_uuid", sa.String(36), nullable=False),
         sa.Column("project_id", sa.String(255), nullable=False),
         sa.Column("user_id", sa.String(255), nullable=False),
@@ -43,14 +55,14 @@ def upgrade():
         sa.UniqueConstraint(
             "instance_uuid", "deleted",
             name="uniq_role_stashes0instance_uuid_deleted"),
-        **MYSQL_TABLE_ARGS)
+        **mysql_args)
     op.create_index("role_stashes_project_id_deleted_id_idx", "role_stashes",
                     ["project_id", "deleted", "id"])
     op.create_index("role_stashes_deleted_at_idx", "role_stashes",
                     ["deleted_at"])
     op.create_table(
         "role_stash_roles",
-        sa.Column("stash_id", sa.Integer, nullable=False),
+        sa.Column("stash_id", BIG_ID, nullable=False),
         sa.Column("position", sa.Integer, nullable=False,
                   autoincrement=False),
         sa.Column("name", sa.String(255), nullable=False),
@@ -61,7 +73,7 @@ def upgrade():
             name="role_stash_roles_stash_id_fkey", ondelete="CASCADE"),
         sa.UniqueConstraint(
             "stash_id", "name", name="uniq_role_stash_roles0stash_id_name"),
-        **MYSQL_TABLE_ARGS)
+        **mysql_args)
     op.create_index("role_stash_roles_name_stash_id_idx", "role_stash_roles",
                     ["name", "stash_id"])
 
