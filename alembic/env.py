@@ -7,16 +7,22 @@ The database, first found first used:
   3. the ROLE_STASH_DATABASE_URL environment variable;
   4. sqlalchemy.url in alembic.ini;
   5. the embedded default, sqlite:///role_stash.sqlite.
+
+On PostgreSQL each migration runs under a lock_timeout (see lock_timeout()).
 """
 
 import logging.config
 import os
+import re
 
 from alembic import context
 
-from role_stash import db
+from role_stash import engines
 from role_stash import migration
 from role_stash import models
+
+LOCK_TIMEOUT_VARIABLE = "ROLE_STASH_MIGRATION_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = "5s"
 
 config = context.config
 if config.config_file_name is not None:
@@ -26,9 +32,18 @@ if config.config_file_name is not None:
 
 def database_url():
     return (context.get_x_argument(as_dictionary=True).get("url")
-            or os.environ.get(db.URL_ENVIRONMENT_VARIABLE)
+            or os.environ.get(engines.URL_ENVIRONMENT_VARIABLE)
             or config.get_main_option("sqlalchemy.url")
-            or db.DEFAULT_URL)
+            or engines.DEFAULT_URL)
+
+
+def include_name(name, type_, parent_names):
+    """Consider role_stash's own tables only: the database may hold
+    another schema (Nova's), which autogenerate must never propose to
+    drop."""
+    if type_ == "table":
+        return name in models.Base.metadata.tables
+    return True
 
 
 def configure(**kwargs):
@@ -36,22 +51,44 @@ def configure(**kwargs):
         target_metadata=models.Base.metadata,
         version_table=migration.VERSION_TABLE,
         compare_type=True,
+        include_name=include_name,
         **kwargs)
+
+
+def lock_timeout():
+    """PostgreSQL's lock_timeout for the migration's transaction: an ALTER
+    waiting for a lock fails after it, instead of queueing every metadata
+    read behind it. `alembic -x lock_timeout=10s`, else
+    $ROLE_STASH_MIGRATION_LOCK_TIMEOUT, else DEFAULT_LOCK_TIMEOUT; 0 waits
+    for ever."""
+    value = (context.get_x_argument(as_dictionary=True).get("lock_timeout")
+             or os.environ.get(LOCK_TIMEOUT_VARIABLE) or DEFAULT_LOCK_TIMEOUT)
+    if not re.fullmatch(r"\d+(ms|s|min)?", value):
+        raise ValueError(f"lock_timeout {value!r}: expected a number with "
+                         "ms, s or min (PostgreSQL's units), such as 5s")
+    return value
+
+
+def run_in_transaction():
+    with context.begin_transaction():
+        if context.get_context().dialect.name == "postgresql":
+            # SET LOCAL: it ends with the transaction, also on a connection
+            # handed in by the caller.
+            context.execute(f"SET LOCAL lock_timeout = '{lock_timeout()}'")
+        context.run_migrations()
 
 
 def run_migrations_offline():
     configure(url=database_url(), literal_binds=True,
               dialect_opts={"paramstyle": "named"})
-    with context.begin_transaction():
-        context.run_migrations()
+    run_in_transaction()
 
 
 def run_migrations(connection):
     # SQLite alters a table by copying it: batch mode does that for us.
     configure(connection=connection,
               render_as_batch=connection.dialect.name == "sqlite")
-    with context.begin_transaction():
-        context.run_migrations()
+    run_in_transaction()
 
 
 def run_migrations_online():
@@ -59,7 +96,7 @@ def run_migrations_online():
     if connection is not None:
         run_migrations(connection)
         return
-    engine = db.context_manager_from_url(
+    engine = engines.context_manager_from_url(
         database_url(), max_retries=0).writer.get_engine()
     try:
         with engine.connect() as connection:

@@ -345,3 +345,30 @@ def test_root_alembic_folder_never_shadows_the_library():
     assert library != ROOT / "alembic" and "site-packages" in library.parts
     ini = (ROOT / "alembic.ini").read_text()
     assert re.search(r"^prepend_sys_path\s*=\s*$", ini, re.MULTILINE)
+
+
+def test_a_migration_waiting_for_a_lock_gives_up_on_postgresql(database_url):
+    """On PostgreSQL a migration runs under lock_timeout: a DROP that
+    waits behind a reader's lock fails instead of queueing the metadata
+    reads behind it. Elsewhere nothing is set."""
+    run_alembic("-x", f"url={database_url}", "upgrade", "head")
+    offline = run_alembic("-x", f"url={database_url}", "-x",
+                          "lock_timeout=200ms", "upgrade", "head", "--sql")
+    if sa.make_url(database_url).get_backend_name() != "postgresql":
+        assert "lock_timeout" not in offline.stdout
+        return
+    assert "SET LOCAL lock_timeout = '200ms'" in offline.stdout
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as reader, reader.begin():
+            reader.execute(sa.text("SELECT COUNT(*) FROM role_stashes"))
+            with pytest.raises(subprocess.CalledProcessError) as failed:
+                run_alembic("-x", f"url={database_url}", "-x",
+                            "lock_timeout=200ms", "downgrade", "base")
+        assert "lock timeout" in failed.value.stderr
+    finally:
+        engine.dispose()
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        run_alembic("-x", f"url={database_url}", "-x",
+                    "lock_timeout=1; DROP TABLE x", "downgrade", "base")
+    assert "expected a number" in refused.value.stderr
