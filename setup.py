@@ -25,7 +25,10 @@ setuptools.setup(
         "oslo.db>=16.0.0",
         "oslo.config>=9.0.0",
         "oslo.utils>=7.0.0",
-        # Drivers named in every URL: postgresql+psycopg2://, mysql+pymysql://
+        # Drivers: postgresql+psycopg:// (psycopg 3, what SQLAlchemy 2.1
+        # takes for a bare postgresql://), postgresql+psycopg2://,
+        # mysql+pymysql://
+        "psycopg[binary]>=3.1",
         "psycopg2-binary>=2.9",
         "PyMySQL>=1.1",
     ],
