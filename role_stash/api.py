@@ -169,26 +169,7 @@ class StashRepository:
                            else self._context_manager.reader)
                 with manager.connection.using(context) as connection:
                     return work(connection)
-            return self._lone.retry(self._run_alone)(writer, work)
-
-    def _run_alone(self, writer, work):
-        if writer:
-            with self._lone.writer().begin() as connection:
-                return work(connection)
-        with self._lone.reader().connect() as connection:
-            return work(connection)
-
-    def _run_in_autocommit(self, work):
-        """Return work(connection) on the autocommit engine, retried; None
-        where the database reads on the writer engine."""
-        def run():
-            engine = self._lone.autocommit()
-            if engine is None:
-                return None
-            with engine.connect() as connection:
-                return work(connection)
-        with engines.translated_errors():
-            return self._lone.retry(run)()
+            return self._lone.run(writer, work)
 
     def stash_roles(self, instance_uuid, *, project_id, user_id, roles,
                     project_domain_id=None, user_domain_id=None,
@@ -217,10 +198,12 @@ class StashRepository:
             # One statement is atomic alone: a new stash costs one round
             # trip, in autocommit. A live stash makes it write nothing, and
             # the transaction below decides.
-            if self._run_in_autocommit(lambda connection: (
-                    statements.insert_new_stash(
-                        connection, _stash_row(wanted, now), wanted.roles))):
-                stash = wanted._replace(created_at=now)
+            with engines.translated_errors():
+                if self._lone.run_in_autocommit(lambda connection: (
+                        statements.insert_new_stash(
+                            connection, _stash_row(wanted, now),
+                            wanted.roles))):
+                    stash = wanted._replace(created_at=now)
         if stash is None:
             stash = self._run(
                 True, context, lambda connection: _write_stash(

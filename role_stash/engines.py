@@ -184,7 +184,7 @@ def _is_in_memory(url):
 
 class LoneEngines:
     """The engines of the calls a repository makes outside any caller's
-    transaction, and their retry policy."""
+    transaction, and the runners of those calls, retried."""
 
     def __init__(self, context_manager, autocommit_reads):
         """autocommit_reads(dialect_name) says whether that database gains
@@ -206,7 +206,27 @@ class LoneEngines:
                       and not _is_in_memory(url))
             self._url = url
             self._engine_args = engine_args if wanted else None
-        self.retry = _retry_policy(retry_settings)
+        retry = _retry_policy(retry_settings)
+        self.run = retry(self._run)
+        self.run_in_autocommit = retry(self._run_in_autocommit)
+
+    def _run(self, writer, work):
+        """Return work(connection), retried: a write in a transaction of
+        its own, a read on the reader engine."""
+        if writer:
+            with self.writer().begin() as connection:
+                return work(connection)
+        with self.reader().connect() as connection:
+            return work(connection)
+
+    def _run_in_autocommit(self, work):
+        """Return work(connection) on the autocommit engine, retried; None
+        where reads share the writer engine."""
+        engine = self.autocommit()
+        if engine is None:
+            return None
+        with engine.connect() as connection:
+            return work(connection)
 
     def writer(self):
         """The engine of lone writes: the context manager's own."""
