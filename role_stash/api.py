@@ -133,7 +133,7 @@ class StashRepository:
         if lone is None:
             lone = self._engines = engines.LoneEngines(
                 self._context_manager, lambda name: (
-                    dialects.for_dialect(name).reads_in_autocommit))
+                    dialects.for_dialect(name).read_engine_options))
         return lone
 
     def _statements(self):

@@ -76,9 +76,17 @@ class Statements:
                                head[4], head[5], head[6], head[7])
                 for head, roles in heads}
 
-    # Whether a lone read gains by running on an engine in autocommit (no
-    # BEGIN and ROLLBACK around it).
-    reads_in_autocommit = True
+    # The engine of lone reads (see engines.LoneEngines): in autocommit,
+    # so no BEGIN and no ROLLBACK around a read, and without a pre-ping: a
+    # connection found dead is invalidated, oslo.db raises
+    # DBConnectionError and the call is retried, which costs a round trip
+    # once per lost connection instead of once per call.
+    read_engine_options = {
+        "pool_pre_ping": False,
+        "isolation_level": "AUTOCOMMIT",
+        "pool_reset_on_return": None,
+        "skip_autocommit_rollback": True,
+    }
 
     # Writes.
     # Whether insert_new_stash is one statement, and so atomic alone: a
@@ -121,12 +129,15 @@ class MySQL(Statements):
 
 
 class SQLite(Statements):
-    """SQLite: an INSERT that skips a live stash of the instance. Reads
-    share the writer engine: they run in-process, so BEGIN and ROLLBACK
-    cost no round trip, and oslo.db emits its own BEGIN on SQLite, which an
-    autocommit engine would leave open."""
+    """SQLite: an INSERT that skips a live stash of the instance."""
 
-    reads_in_autocommit = False
+    # Not in autocommit: oslo.db emits its own BEGIN on SQLite, which only
+    # the ROLLBACK ends, and in-process it costs no round trip. But pooled:
+    # oslo.db gives a SQLite file a NullPool, a new connection per read.
+    read_engine_options = {
+        "pool_pre_ping": False,
+        "poolclass": sa.pool.QueuePool,
+    }
 
     _insert = (sqlite.insert(STASHES)
                .on_conflict_do_nothing(

@@ -3,9 +3,11 @@
 A repository runs on an enginefacade transaction context manager: its own,
 made from a URL or a [database] section, or the caller's (Nova's), whose
 transactions it then joins. For calls made alone it adds at most one engine
-of its own, for reads (and PostgreSQL's one-statement write) in autocommit,
-built by oslo.db from the same [database] settings as the context manager's
-engines; lone writes run on the context manager's own writer engine.
+of its own, for reads (in autocommit where the dialect says so, and then
+also PostgreSQL's one-statement write), built by oslo.db from the same
+[database] settings as the context manager's engines, with the options of
+dialects.Statements.read_engine_options; lone writes run on the context
+manager's own writer engine.
 
 oslo.db offers no public way to read a context manager's settings or an
 open transaction's factory and mode: every such access is in the
@@ -186,26 +188,26 @@ class LoneEngines:
     """The engines of the calls a repository makes outside any caller's
     transaction, and the runners of those calls, retried."""
 
-    def __init__(self, context_manager, autocommit_reads):
-        """autocommit_reads(dialect_name) says whether that database gains
-        by reading on an engine in autocommit (no BEGIN, no ROLLBACK)."""
+    def __init__(self, context_manager, read_engine_options):
+        """read_engine_options(dialect_name) gives the SQLAlchemy engine
+        arguments of the engine of lone reads (see _read_engine)."""
         self._context_manager = context_manager
         self._lock = threading.Lock()
         self._reader = None
+        self._read_options = None
         configured = _configured(context_manager)
         if configured is None:
             self.dialect_name = self.writer().dialect.name
-            self._engine_args = None
             retry_settings = {}
         else:
             url, engine_args, retry_settings = configured
             self.dialect_name = make_url(url).get_backend_name()
             # An in-memory SQLite database exists once, in the context
             # manager's one connection: a second engine would see another.
-            wanted = (autocommit_reads(self.dialect_name)
-                      and not _is_in_memory(url))
-            self._url = url
-            self._engine_args = engine_args if wanted else None
+            if not _is_in_memory(url):
+                self._url = url
+                self._engine_args = engine_args
+                self._read_options = read_engine_options(self.dialect_name)
         retry = _retry_policy(retry_settings)
         self.run = retry(self._run)
         self.run_in_autocommit = retry(self._run_in_autocommit)
@@ -221,7 +223,7 @@ class LoneEngines:
 
     def _run_in_autocommit(self, work):
         """Return work(connection) on the autocommit engine, retried; None
-        where reads share the writer engine."""
+        where lone reads are not in autocommit."""
         engine = self.autocommit()
         if engine is None:
             return None
@@ -234,22 +236,23 @@ class LoneEngines:
             return self._context_manager.writer.get_engine()
 
     def reader(self):
-        """The engine of lone reads: an autocommit engine of role_stash's
-        where the database gains by it, else the writer."""
-        if self._engine_args is None:
+        """The engine of lone reads: role_stash's own, else the writer."""
+        if self._read_options is None:
             return self.writer()
         reader = self._reader
         if reader is None:
             with self._lock:
                 if self._reader is None:
-                    self._reader = _autocommit_engine(
-                        self._url, self._engine_args)
+                    self._reader = _read_engine(
+                        self._url, self._engine_args, self._read_options)
                 reader = self._reader
         return reader
 
     def autocommit(self):
-        """The autocommit engine, or None where reads share the writer."""
-        return None if self._engine_args is None else self.reader()
+        """The engine of lone reads if it is in autocommit, else None."""
+        if (self._read_options or {}).get("isolation_level") != "AUTOCOMMIT":
+            return None
+        return self.reader()
 
     def close(self):
         """Dispose of the engine this object built (never the caller's)."""
@@ -259,24 +262,16 @@ class LoneEngines:
                 self._reader = None
 
 
-def _autocommit_engine(url, engine_args):
-    """Return an engine built by oslo.db from engine_args (pool sizes,
-    recycle time, sql_mode, fork guard, error filters, tracing), in
-    autocommit, with neither a pre-ping nor a rollback per checkout.
-
-    No pre-ping: a connection found dead is invalidated by SQLAlchemy,
-    oslo.db raises DBConnectionError, and the call is retried, which costs
-    a round trip once per lost connection instead of once per call. No
-    start-up connection test (max_retries=0): the first call's own retry
-    handles an unreachable database, within its bounds.
-    """
+def _read_engine(url, engine_args, options):
+    """Return an engine built by oslo.db from the context manager's
+    engine_args (pool sizes, recycle time, sql_mode, fork guard, error
+    filters, tracing), with the SQLAlchemy options given, its bound
+    parameters hidden, and no start-up connection test (max_retries=0):
+    the first call's own retry handles an unreachable database, within its
+    bounds."""
     def create(url, **arguments):
         engine = sa.create_engine(
-            url, **{**arguments, "pool_pre_ping": False,
-                    "isolation_level": "AUTOCOMMIT",
-                    "pool_reset_on_return": None,
-                    "skip_autocommit_rollback": True,
-                    "hide_parameters": True})
+            url, **{**arguments, **options, "hide_parameters": True})
         return engine, engine
 
     return oslo_engines.create_engine(
