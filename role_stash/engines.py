@@ -295,12 +295,27 @@ def _retry_policy(settings):
 
 
 def _worth_a_retry(error):
-    """Besides deadlock and disconnect: a connect that failed in a way
-    oslo.db does not recognize (psycopg's refused connection), and
-    SQLite's lock, taken by another writer."""
+    """Besides deadlock and disconnect: a serialization failure, a connect
+    that failed in a way oslo.db does not recognize (psycopg's refused
+    connection), and SQLite's lock, taken by another writer; error may be
+    oslo.db's DBError around SQLAlchemy's."""
+    error = getattr(error, "inner_exception", None) or error
     if not isinstance(error, sa.exc.OperationalError):
         return False
-    return error.statement is None or "database is locked" in str(error.orig)
+    return (error.statement is None or _is_serialization_failure(error)
+            or "database is locked" in str(error.orig))
+
+
+# SQLSTATE of a transaction the server rolled back to keep it serializable
+# (PostgreSQL's "could not serialize access"): retry it, as a deadlock.
+_SERIALIZATION_FAILURE = "40001"
+
+
+def _is_serialization_failure(error):
+    driver_error = getattr(error, "orig", None)
+    return _SERIALIZATION_FAILURE in (
+        getattr(driver_error, "sqlstate", None),   # psycopg 3
+        getattr(driver_error, "pgcode", None))     # psycopg2
 
 
 # Errors.
@@ -330,9 +345,11 @@ def _translated(error, conflict):
     if isinstance(error, db_exc.DBNonExistentDatabase):
         return exception.DatabaseUnavailable(
             "the database does not exist or cannot be opened")
-    if isinstance(error, db_exc.DBDeadlock):
+    if isinstance(error, db_exc.DBDeadlock) or _is_serialization_failure(
+            getattr(error, "inner_exception", None) or error):
         return exception.DatabaseDeadlock(
-            "the transaction was a deadlock's victim")
+            "the transaction was rolled back, a deadlock's or a "
+            "serialization failure's victim; retry it whole")
     if isinstance(error, sa.exc.TimeoutError):
         return exception.DatabaseUnavailable(
             "no pooled connection came free in time")

@@ -1,0 +1,226 @@
+"""The engines a repository runs on: the caller's settings followed, its
+pool left alone, nothing leaked, bounded failures, hidden values, and the
+enginefacade internals role_stash reads (a change in oslo.db fails here)."""
+
+import gc
+import inspect
+import logging
+import os
+import time
+
+from oslo_config import cfg
+from oslo_db.sqlalchemy import enginefacade
+from oslo_db.sqlalchemy import engines as oslo_engines
+import pytest
+import sqlalchemy as sa
+
+from role_stash import api
+from role_stash import engines
+from role_stash import exception
+from role_stash import migration
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+ROLES = ["member", "secret-project-role"]
+
+
+@enginefacade.transaction_context_provider
+class Context:
+    """A caller's request context, as Nova's RequestContext is one."""
+
+    project_id = "p"
+    user_id = "u"
+    roles = ROLES
+
+
+def callers_context_manager(url, **settings):
+    """A context manager as a caller (Nova) makes it: enginefacade's own,
+    none of role_stash's hooks."""
+    context_manager = enginefacade.transaction_context()
+    context_manager.configure(connection=url, **settings)
+    return context_manager
+
+
+def test_oslo_db_internals_role_stash_reads_are_there():
+    """engines.py reads these; if oslo.db renames them, this fails first,
+    naming what moved."""
+    context_manager = callers_context_manager("sqlite://")
+    factory = context_manager._factory
+    for name in ("_url_cfg", "_engine_cfg", "_ignored_cfg",
+                 "_url_args_for_conf", "_engine_args_for_conf"):
+        assert hasattr(factory, name), f"oslo.db's factory lost {name}"
+    assert "_engine_target" in inspect.signature(
+        oslo_engines.create_engine).parameters
+    context = Context()
+    with context_manager.reader.using(context):
+        transaction = engines.open_transaction(context)
+        assert engines.transaction_is_reader(transaction)
+        assert engines.same_factory(transaction, context_manager)
+    with context_manager.writer.using(context):
+        assert not engines.transaction_is_reader(
+            engines.open_transaction(context))
+    assert engines.open_transaction(context) is None
+    url, engine_args, retries = engines._configured(context_manager)
+    assert url == "sqlite://"
+    assert engine_args["max_retries"] == 10
+
+
+def test_the_read_engine_follows_the_callers_database_settings(migrated_url):
+    context_manager = callers_context_manager(
+        migrated_url, max_pool_size=2, max_overflow=1, pool_timeout=7,
+        connection_recycle_time=123, mysql_sql_mode="ANSI",
+        db_max_retries=2, db_retry_interval=0)
+    repository = api.StashRepository(context_manager)
+    try:
+        with pytest.raises(exception.StashNotFound):
+            repository.get_stash(INSTANCE)
+        reader = repository._lone.reader()
+        if reader.dialect.name == "sqlite":
+            # SQLite reads share nothing with a pool size: in-process.
+            assert isinstance(reader.pool, sa.pool.QueuePool)
+            return
+        assert reader.pool.size() == 2
+        assert reader.pool._max_overflow == 1
+        assert reader.pool._timeout == 7
+        assert reader.pool._recycle == 123
+        with reader.connect() as connection:
+            if reader.dialect.name != "postgresql":
+                assert "ANSI" in connection.scalar(sa.text("SELECT @@sql_mode"))
+    finally:
+        repository.close()
+
+
+def test_retries_follow_db_max_retries(unreachable_url, caplog):
+    caplog.set_level(logging.DEBUG, logger="oslo_db.api")
+    context_manager = callers_context_manager(
+        unreachable_url, db_max_retries=2, db_retry_interval=0,
+        db_inc_retry_interval=False)
+    repository = api.StashRepository(context_manager)
+    try:
+        with pytest.raises(exception.DatabaseUnavailable):
+            repository.get_stash(INSTANCE)
+    finally:
+        repository.close()
+    retries = [record for record in caplog.records
+               if record.getMessage().startswith("Performing DB retry")]
+    assert len(retries) == 2
+
+
+def test_close_leaves_the_callers_pool_alone(migrated_url):
+    """On SQLite the caller's database is in memory, in its pool's one
+    connection: disposing of that pool would lose the database."""
+    in_memory = sa.make_url(migrated_url).get_backend_name() == "sqlite"
+    context_manager = callers_context_manager(
+        "sqlite://" if in_memory else migrated_url)
+    engine = context_manager.writer.get_engine()
+    with engine.begin() as connection:
+        if in_memory:
+            migration.upgrade(connection)
+    idle = None if in_memory else engine.pool.checkedin()
+    repository = api.StashRepository(context_manager)
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                           roles=ROLES)
+    repository.get_stash(INSTANCE)
+    repository.close()
+    if not in_memory:
+        assert engine.pool.checkedin() >= idle >= 1
+    with engine.begin() as connection:
+        assert connection.scalar(sa.text(
+            "SELECT COUNT(*) FROM role_stashes")) == 1
+        connection.execute(api.ROLES.delete())
+        connection.execute(api.STASHES.delete())
+    engine.dispose()
+
+
+def open_files():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def live_engines():
+    gc.collect()
+    return sum(isinstance(item, sa.Engine) for item in gc.get_objects())
+
+
+def test_building_and_closing_repositories_leaks_nothing(migrated_url):
+    def cycle():
+        repository = api.StashRepository.from_url(migrated_url)
+        with pytest.raises(exception.StashNotFound):
+            repository.get_stash(INSTANCE)
+        repository.close()
+
+    cycle()
+    files, engines_alive = open_files(), live_engines()
+    for _ in range(30):
+        cycle()
+    assert open_files() <= files
+    assert live_engines() <= engines_alive
+
+
+def test_an_unreachable_database_fails_fast_with_default_settings(
+        unreachable_url):
+    repository = api.StashRepository.from_url(unreachable_url)
+    try:
+        started = time.monotonic()
+        with pytest.raises(exception.DatabaseUnavailable):
+            repository.get_stash(INSTANCE)
+        with pytest.raises(exception.DatabaseUnavailable):
+            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                   roles=ROLES)
+        # role_stash's default retries: five, at most half a second apart.
+        assert time.monotonic() - started < 10
+    finally:
+        repository.close()
+
+
+def test_role_names_are_hidden_from_errors_on_a_callers_engine(database_url):
+    """The caller's engine renders bound values into its errors; the error
+    role_stash raises, and everything it chains, carries none."""
+    engine = sa.create_engine(database_url)
+    with engine.begin() as connection:
+        migration.upgrade(connection)
+        connection.execute(sa.text("DROP TABLE role_stash_roles"))
+    engine.dispose()
+    context_manager = callers_context_manager(database_url)
+    repository = api.StashRepository(context_manager)
+    context = Context()
+    try:
+        with pytest.raises(exception.DatabaseError) as raised:
+            with context_manager.writer.using(context):
+                repository.stash_from_context(context, INSTANCE)
+    finally:
+        repository.close()
+        context_manager.dispose_pool()
+    chain, error = [], raised.value
+    while error is not None:
+        chain.append(repr(error) + str(error) + repr(
+            getattr(error, "params", None)))
+        error = error.__cause__ or error.__context__
+    text = "\n".join(chain)
+    assert "role_stash_roles" in text
+    assert "secret-project-role" not in text
+
+
+def test_a_stash_inside_a_reader_transaction_names_the_fault(migrated_url):
+    context_manager = callers_context_manager(migrated_url)
+    repository = api.StashRepository(context_manager)
+    context = Context()
+    try:
+        with context_manager.reader.using(context):
+            with pytest.raises(exception.InvalidArgument,
+                               match="reader.*writer"):
+                repository.stash_from_context(context, INSTANCE)
+            with pytest.raises(exception.StashNotFound):
+                repository.get_stash(INSTANCE, context=context)
+    finally:
+        repository.close()
+        context_manager.dispose_pool()
+
+
+def test_from_config_follows_only_what_the_operator_set(tmp_path):
+    conf = cfg.ConfigOpts()
+    path = tmp_path / "role_stash.conf"
+    path.write_text("[database]\nconnection = sqlite://\n"
+                    "db_max_retries = 3\n")
+    conf(args=[], default_config_files=[str(path)])
+    context_manager = engines.context_manager_from_config(conf)
+    _, _, retries = engines._configured(context_manager)
+    assert retries == {"db_max_retries": 3}
