@@ -96,3 +96,38 @@ def test_purge_of_an_exact_multiple_of_the_batch(repository):
 
 def test_purge_of_nothing_is_zero(repository):
     assert repository.purge_deleted(older_than=FUTURE) == 0
+
+
+def test_a_missing_stash_is_fine_for_an_instance_delete(repository):
+    """An instance created before role_stash was deployed has no stash:
+    Nova's delete path passes missing_ok."""
+    assert repository.delete_stash(INSTANCE, missing_ok=True) is False
+    stash(repository)
+    assert repository.delete_stash(INSTANCE, missing_ok=True) is True
+    with pytest.raises(exception.InvalidArgument, match="missing_ok"):
+        repository.delete_stash(INSTANCE, missing_ok="yes")
+
+
+def test_a_delete_retried_after_its_commit_answer_was_lost_succeeds(
+        repository, monkeypatch):
+    """The COMMIT reaches the server, its answer does not: the call is
+    retried, finds the stash deleted at its own timestamp, and reports
+    the delete done rather than StashNotFound."""
+    stash(repository)
+    dialect = repository._lone.writer().dialect
+    real_commit = dialect.do_commit
+    lost = []
+
+    def commit_and_lose_the_answer(dbapi_connection):
+        real_commit(dbapi_connection)
+        if not lost:
+            lost.append(True)
+            raise dialect.loaded_dbapi.OperationalError(
+                "the answer to COMMIT was lost")
+
+    monkeypatch.setattr(dialect, "do_commit", commit_and_lose_the_answer)
+    assert repository.delete_stash(INSTANCE) is True
+    assert lost
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash(INSTANCE)
+    assert row_counts(repository) == (1, 1)

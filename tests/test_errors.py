@@ -110,3 +110,32 @@ def test_a_failed_write_hides_its_values_and_leaves_nothing_behind(
     finally:
         repository.close()
         engine.dispose()
+
+
+def test_a_three_byte_mysql_connection_names_the_charset_fix(migrated_url):
+    """Nova's [database] connection often says charset=utf8 (3 bytes on
+    MySQL): a 4-byte role name then fails with an error naming the cause
+    and the fix. Other backends store it."""
+    url = sa.make_url(migrated_url)
+    mysql = url.get_backend_name() == "mysql"
+    if mysql:
+        url = url.update_query_dict({"charset": "utf8"})
+    repository = api.StashRepository.from_url(
+        url.render_as_string(hide_password=False))
+    try:
+        if mysql:
+            with pytest.raises(exception.DatabaseError,
+                               match="charset=utf8mb4"):
+                repository.stash_roles(INSTANCE, project_id="p",
+                                       user_id="u", roles=["emoji \U0001f600"])
+            with pytest.raises(exception.StashNotFound):
+                repository.get_stash(INSTANCE)
+        else:
+            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                   roles=["emoji \U0001f600"])
+            assert repository.get_stash(INSTANCE).roles == (
+                "emoji \U0001f600",)
+            repository.delete_stash(INSTANCE)
+            repository.purge_deleted(older_than=api.timeutils.utcnow())
+    finally:
+        repository.close()
