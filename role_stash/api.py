@@ -130,7 +130,10 @@ class StashRepository:
     def _lone(self):
         """The engines of lone calls, set up at the first call."""
         lone = self._engines
-        if lone is None:
+        if lone is None or lone.factory is not engines.factory_of(
+                self._context_manager):
+            # Built anew when a test suite patched another factory into
+            # the context manager (Nova's does, per test).
             lone = self._engines = engines.LoneEngines(
                 self._context_manager, lambda name: (
                     dialects.for_dialect(name).read_engine_options))

@@ -120,8 +120,9 @@ def context_manager_from_config(conf, group="database"):
 
 # enginefacade internals: the one place that reads them.
 
-def _factory(context_manager):
-    """The transaction factory behind a context manager."""
+def factory_of(context_manager):
+    """The transaction factory behind a context manager (a test suite may
+    patch another one in: Nova's does, per test)."""
     return context_manager._factory
 
 
@@ -131,7 +132,7 @@ def _configured(context_manager):
     configure() values, else cfg.CONF's [database], else oslo.db's
     defaults. None for a factory made around a given engine (oslo.db's and
     Nova's test fixtures), whose settings are not known."""
-    factory = _factory(context_manager)
+    factory = factory_of(context_manager)
     if not hasattr(factory, "_url_cfg"):
         return None
     cfg.CONF.register_opts(db_options.database_opts, "database")
@@ -163,7 +164,7 @@ def transaction_is_reader(transaction):
 
 def same_factory(transaction, context_manager):
     """Whether an open transaction is of context_manager."""
-    return transaction_factory(transaction) is _factory(context_manager)
+    return transaction_factory(transaction) is factory_of(context_manager)
 
 
 def open_transaction(context):
@@ -192,6 +193,7 @@ class LoneEngines:
         """read_engine_options(dialect_name) gives the SQLAlchemy engine
         arguments of the engine of lone reads (see _read_engine)."""
         self._context_manager = context_manager
+        self.factory = factory_of(context_manager)
         self._lock = threading.Lock()
         self._reader = None
         self._read_options = None
