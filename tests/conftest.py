@@ -1,6 +1,8 @@
 """Every database test runs on each backend: SQLite, a private PostgreSQL
-started by testing.postgresql, and MariaDB on the running server, each in
-throw-away databases made for this run.
+started by testing.postgresql (once through psycopg2, once through psycopg
+3), and MariaDB on the running server, each in throw-away databases made
+for this run. A backend's `name` is its database ("postgresql" for both
+drivers); the test ids name the driver too.
 
 A backend that cannot be had fails the run when ROLE_STASH_REQUIRE_ALL_BACKENDS
 or CI is set (as .ci/run does); elsewhere its tests skip, and the summary
@@ -24,7 +26,7 @@ import testing.postgresql
 from role_stash import api
 from role_stash import migration
 
-BACKENDS = ("sqlite", "postgresql", "mariadb")
+BACKENDS = ("sqlite", "postgresql", "postgresql-psycopg", "mariadb")
 MARIADB_ADMIN_URL = os.environ.get(
     "ROLE_STASH_TEST_MARIADB_URL",
     "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4")
@@ -43,7 +45,7 @@ def _ident():
 class SQLiteServer:
     """Hands out SQLite files in a folder of this run."""
 
-    name = "sqlite"
+    name = param = "sqlite"
 
     def __init__(self):
         self._folder = tempfile.TemporaryDirectory(prefix="role_stash_")
@@ -62,7 +64,8 @@ class ProvisionedServer:
     """Hands out databases on a server, made and dropped by oslo.db."""
 
     def __init__(self, name, admin_url, server=None):
-        self.name = name
+        self.name = make_url(admin_url).get_backend_name()
+        self.param = name
         self._server = server
         self._admin_url = make_url(admin_url)
         self._impl = provision.BackendImpl.impl(self._admin_url.drivername)
@@ -85,9 +88,10 @@ class ProvisionedServer:
             self._server.stop()
 
 
-def _private_postgresql():
-    """Start a throw-away PostgreSQL server; as root, through the wrapper
-    that runs its binaries as the postgres user."""
+def _private_postgresql(driver="psycopg2"):
+    """Start a throw-away PostgreSQL server, reached through driver; as
+    root, through the wrapper that runs its binaries as the postgres
+    user."""
     settings = {}
     if os.geteuid() == 0:
         bindir = os.path.dirname(testing.postgresql.find_program(
@@ -98,13 +102,16 @@ def _private_postgresql():
             settings[program] = os.path.join(links, program)
         os.environ["ROLE_STASH_PG_BINDIR"] = bindir
     server = testing.postgresql.Postgresql(**settings)
-    admin_url = make_url(server.url()).set(drivername="postgresql+psycopg2")
-    return ProvisionedServer("postgresql", admin_url, server)
+    admin_url = make_url(server.url()).set(drivername=f"postgresql+{driver}")
+    return ProvisionedServer(
+        "postgresql" if driver == "psycopg2" else f"postgresql-{driver}",
+        admin_url, server)
 
 
 _SERVER_FACTORIES = {
     "sqlite": SQLiteServer,
     "postgresql": _private_postgresql,
+    "postgresql-psycopg": lambda: _private_postgresql("psycopg"),
     "mariadb": lambda: ProvisionedServer("mariadb", MARIADB_ADMIN_URL),
 }
 
@@ -143,6 +150,7 @@ def database_url(server):
 UNREACHABLE_URLS = {
     "sqlite": "sqlite:////nonexistent-folder/role_stash.sqlite",
     "postgresql": "postgresql+psycopg2://postgres@127.0.0.1:1/test",
+    "postgresql-psycopg": "postgresql+psycopg://postgres@127.0.0.1:1/test",
     "mariadb": "mysql+pymysql://root@127.0.0.1:1/test?charset=utf8mb4",
 }
 
@@ -150,7 +158,7 @@ UNREACHABLE_URLS = {
 @pytest.fixture
 def unreachable_url(server):
     """A URL on the test's backend that cannot be reached."""
-    return UNREACHABLE_URLS[server.name]
+    return UNREACHABLE_URLS[server.param]
 
 
 @pytest.fixture(scope="session")

@@ -58,3 +58,21 @@ def test_vendordata_of_no_roles_is_an_empty_string():
     stash = api.Stash(instance_uuid=INSTANCE, project_id="p", user_id="u",
                       roles=())
     assert stash.vendordata()["boot-roles"] == ""
+
+
+@pytest.mark.parametrize("server", ["postgresql-psycopg"], indirect=True)
+def test_psycopg_3_prepares_the_metadata_get_on_the_server(repository):
+    """psycopg 3 prepares a statement on the server once it has run a few
+    times on a connection: the read's planning cost goes away. Seen in
+    the session's pg_prepared_statements."""
+    repository.stash_roles(INSTANCE, project_id="p-1", user_id="u-1",
+                           roles=["member", "reader"])
+    for _ in range(10):
+        repository.get_stash(INSTANCE)
+    engine = repository._lone.reader()
+    assert engine.dialect.driver == "psycopg"
+    with engine.connect() as connection:
+        prepared = connection.exec_driver_sql(
+            "SELECT statement FROM pg_prepared_statements").scalars().all()
+    assert any("role_stashes.instance_uuid = $1" in sql
+               and "role_stash_roles" in sql for sql in prepared), prepared

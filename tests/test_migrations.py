@@ -77,13 +77,12 @@ def test_each_revision_steps_up_down_up(connect):
 
 def seed_0001(connection):
     """Write a stash as revision 0001's schema holds it."""
-    stash_id = connection.execute(sa.text(
+    connection.execute(sa.text(
         "INSERT INTO role_stashes (instance_uuid, project_id, user_id, "
         "created_at, deleted) VALUES ('11111111-1111-4111-8111-111111111111', "
-        "'p-0001', 'u-0001', '2026-01-02 03:04:05', 0)")).lastrowid
-    if stash_id is None or connection.dialect.name == "postgresql":
-        stash_id = connection.scalar(sa.text(
-            "SELECT id FROM role_stashes WHERE project_id = 'p-0001'"))
+        "'p-0001', 'u-0001', '2026-01-02 03:04:05', 0)"))
+    stash_id = connection.scalar(sa.text(
+        "SELECT id FROM role_stashes WHERE project_id = 'p-0001'"))
     connection.execute(sa.text(
         "INSERT INTO role_stash_roles (stash_id, position, name) VALUES "
         f"({stash_id}, 0, 'member'), ({stash_id}, 1, 'a,b')"))

@@ -219,6 +219,19 @@ def nova_repository(nova_context_manager):
     repository.close()
 
 
+@pytest.fixture
+def cell(nova_shared_url, new_uuid):
+    """A cell mapping whose database is the shared test database, as
+    conductor targets it; its context manager dropped after."""
+    mapping = nova_objects.CellMapping(
+        uuid=new_uuid(), name="cell1", transport_url="none:///",
+        database_connection=nova_shared_url)
+    yield mapping
+    cached = nova.context.CELL_CACHE.pop(mapping.uuid, None)
+    if cached is not None:
+        cached[0].dispose_pool()
+
+
 # --- Nova contexts and instances -------------------------------------------
 
 @pytest.fixture

@@ -27,19 +27,6 @@ def count(engine, sql, **parameters):
         return connection.execute(sa.text(sql), parameters).scalar_one()
 
 
-@pytest.fixture
-def cell(nova_shared_url, new_uuid):
-    """A cell mapping whose database is the shared test database, as
-    conductor targets it; its context manager dropped after."""
-    mapping = objects.CellMapping(
-        uuid=new_uuid(), name="cell1", transport_url="none:///",
-        database_connection=nova_shared_url)
-    yield mapping
-    cached = nova_context.CELL_CACHE.pop(mapping.uuid, None)
-    if cached is not None:
-        cached[0].dispose_pool()
-
-
 def test_a_stash_in_a_cell_joins_the_cells_create_transaction(
         cell, nova_context_manager, nova_engine, user_context, new_uuid):
     """Conductor creates the instance row inside target_cell, on the
