@@ -112,7 +112,10 @@ def _storm_bars(axes, records, backend, drivers):
                                           for layout in layouts])
     axes.set_ylabel("reads per second")
     axes.set_title(f"{backend}: boot storm throughput")
-    axes.legend(fontsize="small")
+    # Headroom above the tallest bar keeps the legend off the bars.
+    tallest = max(max(by_layout.values()) for by_layout in throughput.values())
+    axes.set_ylim(top=tallest * 1.35)
+    axes.legend(fontsize="small", ncol=2, loc="upper center")
 
 
 def plot(records, samples, path):
