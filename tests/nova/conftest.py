@@ -211,6 +211,20 @@ def nova_engine(nova_context_manager):
 
 
 @pytest.fixture
+def live_instances(nova_engine):
+    """live_instances(uuid): how many live rows Nova's instances table has
+    for uuid, seen from outside any transaction."""
+
+    def count(instance_uuid):
+        with nova_engine.connect() as connection:
+            return connection.execute(sa.text(
+                "SELECT COUNT(*) FROM instances WHERE uuid = :uuid "
+                "AND deleted = 0"), {"uuid": instance_uuid}).scalar_one()
+
+    return count
+
+
+@pytest.fixture
 def nova_repository(nova_context_manager):
     """A StashRepository on Nova's own context manager, as an integrator
     builds it; closed after the test."""

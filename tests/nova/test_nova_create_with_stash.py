@@ -30,19 +30,12 @@ def fresh_copy(context):
     return nova_context.RequestContext.from_dict(context.to_dict())
 
 
-def count_instances(engine, instance_uuid):
-    with engine.connect() as connection:
-        return connection.execute(sa.text(
-            "SELECT COUNT(*) FROM instances WHERE uuid = :uuid "
-            "AND deleted = 0"), {"uuid": instance_uuid}).scalar_one()
-
-
 def assert_no_stash(repository, instance_uuid):
     with pytest.raises(exception.StashNotFound):
         repository.get_stash(instance_uuid)
 
 
-def test_instance_create_and_stash_commit_together(
+def test_instance_create_and_stash_commit_together(live_instances, 
         nova_context_manager, nova_repository, nova_engine, user_context,
         new_uuid):
     instance_uuid = new_uuid()
@@ -52,9 +45,9 @@ def test_instance_create_and_stash_commit_together(
         stashed = nova_repository.stash_from_context(user_context,
                                                      instance_uuid)
         # Nothing is visible outside Nova's transaction before it commits.
-        assert count_instances(nova_engine, instance_uuid) == 0 or (
+        assert live_instances(instance_uuid) == 0 or (
             nova_engine.dialect.name == "sqlite")
-    assert count_instances(nova_engine, instance_uuid) == 1
+    assert live_instances(instance_uuid) == 1
     stash = nova_repository.get_stash(instance_uuid)
     assert stash == stashed
     assert stash.roles == ("member", "reader")
@@ -65,7 +58,7 @@ def test_instance_create_and_stash_commit_together(
 
 
 def test_instance_object_create_and_stash_commit_together(
-        nova_context_manager, nova_repository, nova_engine, user_context,
+        nova_context_manager, nova_repository, live_instances, user_context,
         new_uuid):
     instance_uuid = new_uuid()
     with nova_context_manager.writer.using(user_context):
@@ -76,13 +69,13 @@ def test_instance_object_create_and_stash_commit_together(
             vm_state="building")
         instance.create()
         nova_repository.stash_from_context(user_context, instance.uuid)
-    assert count_instances(nova_engine, instance_uuid) == 1
+    assert live_instances(instance_uuid) == 1
     assert nova_repository.get_stash(instance_uuid).roles == (
         "member", "reader")
 
 
 def test_exception_after_both_writes_rolls_both_back(
-        nova_context_manager, nova_repository, nova_engine, user_context,
+        nova_context_manager, nova_repository, live_instances, user_context,
         new_uuid):
     instance_uuid = new_uuid()
     with pytest.raises(Boom):
@@ -91,12 +84,12 @@ def test_exception_after_both_writes_rolls_both_back(
                                     make_values(user_context, instance_uuid))
             nova_repository.stash_from_context(user_context, instance_uuid)
             raise Boom()
-    assert count_instances(nova_engine, instance_uuid) == 0
+    assert live_instances(instance_uuid) == 0
     assert_no_stash(nova_repository, instance_uuid)
 
 
 def test_failing_nova_insert_takes_the_stash_with_it(
-        nova_context_manager, nova_repository, nova_engine, user_context,
+        nova_context_manager, nova_repository, live_instances, user_context,
         new_uuid):
     """The instance row already exists (no stash): the stash is written
     first, then Nova's duplicate INSERT fails, and the stash goes too."""
@@ -111,12 +104,12 @@ def test_failing_nova_insert_takes_the_stash_with_it(
             nova_repository.stash_from_context(retry, instance_uuid)
             nova_db.instance_create(retry, make_values(retry, instance_uuid))
             retry.session.flush()
-    assert count_instances(nova_engine, instance_uuid) == 1
+    assert live_instances(instance_uuid) == 1
     assert_no_stash(nova_repository, instance_uuid)
 
 
 def test_stash_conflict_caught_inside_nova_transaction_leaves_it_usable(
-        nova_context_manager, nova_repository, nova_engine, user_context,
+        nova_context_manager, nova_repository, live_instances, user_context,
         make_user_context, new_uuid):
     """A live stash with another payload: the StashConflict is caught and
     Nova's transaction goes on and commits (PostgreSQL too, where a failed
@@ -133,14 +126,14 @@ def test_stash_conflict_caught_inside_nova_transaction_leaves_it_usable(
         nova_db.instance_create(user_context,
                                 make_values(user_context, other_uuid))
         nova_repository.stash_from_context(user_context, other_uuid)
-    assert count_instances(nova_engine, instance_uuid) == 1
-    assert count_instances(nova_engine, other_uuid) == 1
+    assert live_instances(instance_uuid) == 1
+    assert live_instances(other_uuid) == 1
     assert nova_repository.get_stash(instance_uuid) == earlier
     assert nova_repository.get_stash(other_uuid).roles == ("member", "reader")
 
 
 def test_invalid_argument_caught_inside_nova_transaction_leaves_it_usable(
-        nova_context_manager, nova_repository, nova_engine, make_user_context,
+        nova_context_manager, nova_repository, live_instances, make_user_context,
         new_uuid):
     """A role name no backend can store (NUL) is refused before any SQL;
     Nova's transaction goes on and commits."""
@@ -153,7 +146,7 @@ def test_invalid_argument_caught_inside_nova_transaction_leaves_it_usable(
         nova_repository.stash_roles(
             instance_uuid, project_id=context.project_id,
             user_id=context.user_id, roles=["member"], context=context)
-    assert count_instances(nova_engine, instance_uuid) == 1
+    assert live_instances(instance_uuid) == 1
     assert nova_repository.get_stash(instance_uuid).roles == ("member",)
 
 

@@ -26,15 +26,8 @@ def fresh_copy(context):
     return nova_context.RequestContext.from_dict(context.to_dict())
 
 
-def live_instances(engine, instance_uuid):
-    with engine.connect() as connection:
-        return connection.execute(sa.text(
-            "SELECT COUNT(*) FROM instances WHERE uuid = :uuid "
-            "AND deleted = 0"), {"uuid": instance_uuid}).scalar_one()
-
-
 def test_instance_destroy_and_stash_delete_commit_together(
-        nova_context_manager, nova_repository, nova_engine, user_context,
+        nova_context_manager, nova_repository, live_instances, user_context,
         new_uuid):
     instance_uuid = new_uuid()
     create_with_stash(nova_context_manager, nova_repository, user_context,
@@ -43,13 +36,13 @@ def test_instance_destroy_and_stash_delete_commit_together(
     with nova_context_manager.writer.using(deleting):
         nova_db.instance_destroy(deleting, instance_uuid)
         nova_repository.delete_stash(instance_uuid, context=deleting)
-    assert live_instances(nova_engine, instance_uuid) == 0
+    assert live_instances(instance_uuid) == 0
     with pytest.raises(exception.StashNotFound):
         nova_repository.get_stash(instance_uuid)
 
 
 def test_failed_instance_delete_keeps_the_stash(
-        nova_context_manager, nova_repository, nova_engine, user_context,
+        nova_context_manager, nova_repository, live_instances, user_context,
         new_uuid):
     instance_uuid = new_uuid()
     create_with_stash(nova_context_manager, nova_repository, user_context,
@@ -60,7 +53,7 @@ def test_failed_instance_delete_keeps_the_stash(
             nova_db.instance_destroy(deleting, instance_uuid)
             nova_repository.delete_stash(instance_uuid, context=deleting)
             raise Boom()
-    assert live_instances(nova_engine, instance_uuid) == 1
+    assert live_instances(instance_uuid) == 1
     assert nova_repository.get_stash(instance_uuid).roles == (
         "member", "reader")
 

@@ -6,10 +6,12 @@ import pathlib
 
 from nova import context as nova_context
 from nova import objects
+from oslo_db import exception as db_exc
 import pytest
 import sqlalchemy as sa
 
 from role_stash import exception
+from role_stash import nova as role_stash_nova
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "examples" / "nova_integration.py"
@@ -25,14 +27,20 @@ def load_guide():
 guide = load_guide()
 
 
+def new_instance(cell_context, user_context, instance_uuid, **fields):
+    """An Instance of the user's, in the cell, not yet created."""
+    return objects.Instance(
+        context=cell_context, uuid=instance_uuid,
+        project_id=user_context.project_id, user_id=user_context.user_id,
+        **fields)
+
+
 def test_the_guides_create_metadata_get_and_delete(
         cell, nova_context_manager, user_context, new_uuid):
     instance_uuid = new_uuid()
     with nova_context.target_cell(user_context, cell) as cell_context:
-        instance = objects.Instance(
-            context=cell_context, uuid=instance_uuid,
-            project_id=user_context.project_id, user_id=user_context.user_id,
-            hostname="guest", vm_state="building")
+        instance = new_instance(cell_context, user_context, instance_uuid,
+                                hostname="guest", vm_state="building")
         guide.create_instance(cell_context, instance)
     # The metadata service: an admin context with no user, no roles and
     # no token, targeted at the instance's cell.
@@ -53,9 +61,7 @@ def test_the_guides_create_metadata_get_and_delete(
                 "SELECT COUNT(*) FROM instances WHERE uuid = :uuid "
                 "AND deleted = 0"), {"uuid": instance_uuid}) == 0
         # An instance created before role_stash: its delete is fine too.
-        older = objects.Instance(
-            context=cell_context, uuid=new_uuid(),
-            project_id=user_context.project_id, user_id=user_context.user_id)
+        older = new_instance(cell_context, user_context, new_uuid())
         older.create()
         guide.destroy_instance(cell_context, older)
 
@@ -64,17 +70,11 @@ def test_a_failing_create_leaves_neither_row_nor_stash(
         cell, nova_context_manager, user_context, new_uuid):
     instance_uuid = new_uuid()
     with nova_context.target_cell(user_context, cell) as cell_context:
-        instance = objects.Instance(
-            context=cell_context, uuid=instance_uuid,
-            project_id=user_context.project_id, user_id=user_context.user_id)
-        instance.create()
-        duplicate = objects.Instance(
-            context=cell_context, uuid=instance_uuid,
-            project_id=user_context.project_id, user_id=user_context.user_id)
-        with pytest.raises(Exception):
+        new_instance(cell_context, user_context, instance_uuid).create()
+        duplicate = new_instance(cell_context, user_context, instance_uuid)
+        with pytest.raises(db_exc.DBDuplicateEntry):
             guide.create_instance(cell_context, duplicate)
         with pytest.raises(exception.StashNotFound):
-            from role_stash import nova as role_stash_nova
             role_stash_nova.repository_for(cell_context).get_stash(
                 instance_uuid)
 
