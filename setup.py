@@ -25,6 +25,8 @@ setuptools.setup(
         "oslo.db>=16.0.0",
         "oslo.config>=9.0.0",
         "oslo.utils>=7.0.0",
+        # The vendordata drop-in's calls, with Nova's service-token options.
+        "keystoneauth1>=5.0.0",
         # Drivers: postgresql+psycopg:// (psycopg 3, what SQLAlchemy 2.1
         # takes for a bare postgresql://), postgresql+psycopg2://,
         # mysql+pymysql://

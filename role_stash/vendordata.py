@@ -1,0 +1,167 @@
+"""Glue for Nova's metadata service: a drop-in for its DynamicVendorData
+that sends the creator's project and roles from the stash. No SQL here, and
+no import of Nova.
+
+Nova builds `vendordata_dynamic.DynamicVendorData(instance=instance)` in
+nova/api/metadata/base.py; a deployment points that line at this class
+(see the README's "Dynamic vendordata"). It honours the same options:
+[api] vendordata_dynamic_targets, _connect_timeout, _read_timeout,
+_ssl_certfile and _failure_fatal, and the keystoneauth1 options of
+[vendordata_dynamic_auth], registered here where Nova has not.
+"""
+
+import json
+import logging
+import weakref
+
+from keystoneauth1 import exceptions as ks_exceptions
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+from role_stash import exception
+from role_stash import nova as role_stash_nova
+
+LOG = logging.getLogger(__name__)
+
+API_GROUP = "api"
+AUTH_GROUP = "vendordata_dynamic_auth"
+
+# Nova's own definitions (nova/conf/api.py), for a process that has not
+# registered them: registering an identical option twice is a no-op.
+API_OPTIONS = [
+    cfg.ListOpt("vendordata_dynamic_targets", default=[],
+                help="name@url of each dynamic vendordata service"),
+    cfg.StrOpt("vendordata_dynamic_ssl_certfile", default="",
+               help="CA bundle to verify an https:// service with"),
+    cfg.IntOpt("vendordata_dynamic_connect_timeout", default=5, min=3,
+               help="seconds to wait for a connection"),
+    cfg.IntOpt("vendordata_dynamic_read_timeout", default=5, min=0,
+               help="seconds to wait for the reply"),
+    cfg.BoolOpt("vendordata_dynamic_failure_fatal", default=False,
+                help="whether a failed call fails the request (or, with "
+                     "config drive, the build)"),
+]
+HEADERS = {"Content-Type": "application/json",
+           "Accept": "application/json",
+           "User-Agent": "openstack-nova-vendordata"}
+
+
+# The ConfigOpts already seen (a Mapping: unhashable, so weak references).
+_registered = []
+
+
+def register_options(conf):
+    """Register the options the drop-in reads, where Nova has not."""
+    if any(seen() is conf for seen in _registered):
+        return
+    registrations = [lambda option=option: conf.register_opt(option, API_GROUP)
+                     for option in API_OPTIONS]
+    registrations += [
+        lambda: ks_loading.register_session_conf_options(conf, AUTH_GROUP),
+        lambda: ks_loading.register_auth_conf_options(conf, AUTH_GROUP)]
+    for register in registrations:
+        try:
+            register()
+        except cfg.DuplicateOptError:
+            pass  # Nova's, defined a little differently: use it.
+    _registered.append(weakref.ref(conf))
+
+
+def targets(conf):
+    """Yield (name, url) of each well-formed [api]
+    vendordata_dynamic_targets entry, first of a name only, as Nova does."""
+    seen = set()
+    for target in conf[API_GROUP].vendordata_dynamic_targets:
+        name, at, url = target.partition("@")
+        if not at:
+            LOG.warning("Vendordata target %s lacks a name. Skipping", target)
+            continue
+        if name in seen:
+            LOG.warning("Vendordata already contains an entry named %s. "
+                        "Skipping", target)
+            continue
+        seen.add(name)
+        yield name, url
+
+
+def _session(conf):
+    """A keystoneauth1 session, authenticated as the service user when
+    [vendordata_dynamic_auth] names an account, so every call carries a
+    service token."""
+    auth = ks_loading.load_auth_from_conf_options(conf, AUTH_GROUP)
+    if auth is None:
+        LOG.warning("Passing insecure dynamic vendordata requests because "
+                    "of missing or incorrect service account configuration.")
+    return ks_loading.load_session_from_conf_options(conf, AUTH_GROUP,
+                                                     auth=auth)
+
+
+class DynamicVendorData:
+    """Nova's DynamicVendorData, with the project and boot roles read from
+    the instance's stash: built from an instance, get() returns
+    {target name: the service's reply}."""
+
+    conf = cfg.CONF
+
+    def __init__(self, instance):
+        self.instance = instance
+        register_options(self.conf)
+        # Made at the first call, as Nova's.
+        self.session = None
+        self._fields = None
+
+    def _stashed_fields(self):
+        """project-id and boot-roles from the stash, else as Nova sends
+        them (an instance created before role_stash was deployed)."""
+        if self._fields is None:
+            try:
+                stash = role_stash_nova.repository_for(
+                    self.instance._context).get_stash(self.instance.uuid)
+                fields = stash.vendordata()
+                self._fields = {"project-id": fields["project-id"],
+                                "boot-roles": fields["boot-roles"]}
+            except exception.StashNotFound:
+                LOG.info("Instance %s has no role stash: boot-roles from "
+                         "its system_metadata", self.instance.uuid)
+                self._fields = {
+                    "project-id": self.instance.project_id,
+                    "boot-roles": self.instance.system_metadata.get(
+                        "boot_roles", "")}
+        return self._fields
+
+    def body(self):
+        """The JSON body Nova posts, field for field."""
+        return {"project-id": None,
+                "instance-id": self.instance.uuid,
+                "image-id": self.instance.image_ref,
+                "user-data": self.instance.user_data,
+                "hostname": self.instance.hostname,
+                "metadata": self.instance.metadata,
+                "boot-roles": None,
+                **self._stashed_fields()}
+
+    def _do_request(self, name, url):
+        api = self.conf[API_GROUP]
+        if self.session is None:
+            self.session = _session(self.conf)
+        verify = url.startswith("https://")
+        if verify and api.vendordata_dynamic_ssl_certfile:
+            verify = api.vendordata_dynamic_ssl_certfile
+        try:
+            reply = self.session.request(
+                url, "POST", data=json.dumps(self.body()), headers=HEADERS,
+                verify=verify, timeout=(api.vendordata_dynamic_connect_timeout,
+                                        api.vendordata_dynamic_read_timeout))
+            return json.loads(reply.text) if reply.text else {}
+        except (TypeError, ValueError, ks_exceptions.ConnectionError,
+                ks_exceptions.HttpError) as error:
+            LOG.warning("Error from dynamic vendordata service %s at %s: %s",
+                        name, url, error)
+            if api.vendordata_dynamic_failure_fatal:
+                raise
+            return {}
+
+    def get(self):
+        """Return {target name: reply} for every configured target."""
+        return {name: self._do_request(name, url)
+                for name, url in targets(self.conf)}
