@@ -232,13 +232,23 @@ class StashRepository:
         return self._run(False, context, lambda connection: statements.fold(
             connection.execute(statement, parameters)))
 
-    def get_stash(self, instance_uuid, *, context=None):
-        """Return the live Stash of an instance (the metadata GET's read)."""
+    def get_stash(self, instance_uuid, *, expected_project_id=None,
+                  context=None):
+        """Return the live Stash of an instance (the metadata GET's read).
+
+        A reader that knows the instance's project passes it as
+        expected_project_id: a stash of another project then raises
+        StashNotFound, exactly as no stash does, and reveals nothing.
+        """
         instance_uuid = validation.instance_uuid(instance_uuid)
+        if expected_project_id is not None:
+            expected_project_id = validation.text(expected_project_id,
+                                                  "expected_project_id")
         for stash in self._read(self._statements().read_one,
                                 {"instance_uuid": instance_uuid},
                                 context).values():
-            return stash
+            if expected_project_id in (None, stash.project_id):
+                return stash
         raise exception.StashNotFound(instance_uuid)
 
     def get_stashes(self, instance_uuids, *, context=None):

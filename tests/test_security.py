@@ -1,0 +1,101 @@
+"""Least privilege and what a reader may learn: the runtime needs only
+SELECT, INSERT, UPDATE and DELETE on role_stash's tables, and a reader
+that knows the instance's project learns nothing of another's stash."""
+
+from oslo_db import exception as db_exc
+import pytest
+import sqlalchemy as sa
+
+from role_stash import api
+from role_stash import exception
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+APP_USER = "role_stash_app"
+TABLES = ("role_stashes", "role_stash_roles")
+
+
+def test_a_reader_with_the_wrong_project_learns_nothing(repository):
+    repository.stash_roles(INSTANCE, project_id="p-1", user_id="u-1",
+                           roles=["member"])
+    assert repository.get_stash(
+        INSTANCE, expected_project_id="p-1").project_id == "p-1"
+    with pytest.raises(exception.StashNotFound) as wrong:
+        repository.get_stash(INSTANCE, expected_project_id="p-2")
+    with pytest.raises(exception.StashNotFound) as missing:
+        repository.get_stash("0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c",
+                             expected_project_id="p-2")
+    # The same error, the same words, but for the UUID asked about.
+    assert str(wrong.value).replace(INSTANCE, "X") == str(
+        missing.value).replace(missing.value.instance_uuid, "X")
+    assert "p-1" not in str(wrong.value)
+    with pytest.raises(exception.InvalidArgument,
+                       match="expected_project_id"):
+        repository.get_stash(INSTANCE, expected_project_id="")
+
+
+def grant_runtime_rights(connection, database):
+    """Make an account that may only read and write rows of role_stash's
+    tables; return its URL's user and password."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text(f"DROP ROLE IF EXISTS {APP_USER}"))
+        connection.execute(sa.text(f"CREATE ROLE {APP_USER} LOGIN"))
+        connection.execute(sa.text(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(TABLES)} "
+            f"TO {APP_USER}"))
+        connection.execute(sa.text(
+            f"GRANT USAGE ON SEQUENCE role_stashes_id_seq TO {APP_USER}"))
+    else:
+        connection.execute(sa.text(f"DROP USER IF EXISTS '{APP_USER}'@'%'"))
+        connection.execute(sa.text(f"CREATE USER '{APP_USER}'@'%'"))
+        for table in TABLES:
+            connection.execute(sa.text(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON "
+                f"`{database}`.`{table}` TO '{APP_USER}'@'%'"))
+
+
+def revoke(connection):
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text(
+            f"REVOKE ALL ON {', '.join(TABLES)} FROM {APP_USER}"))
+        connection.execute(sa.text(
+            f"REVOKE ALL ON SEQUENCE role_stashes_id_seq FROM {APP_USER}"))
+        connection.execute(sa.text(f"DROP ROLE {APP_USER}"))
+    else:
+        connection.execute(sa.text(f"DROP USER '{APP_USER}'@'%'"))
+
+
+@pytest.mark.parametrize("server", ["postgresql", "postgresql-psycopg",
+                                    "mariadb"], indirect=True)
+def test_the_runtime_needs_only_row_rights_on_its_tables(migrated_url,
+                                                         repository):
+    """Migrations ran as the owner (migrated_url); every call of the
+    repository runs as an account with SELECT, INSERT, UPDATE and DELETE
+    on role_stash's two tables, and nothing more. SQLite has no
+    accounts."""
+    owner = sa.make_url(migrated_url)
+    engine = sa.create_engine(owner)
+    with engine.begin() as connection:
+        grant_runtime_rights(connection, owner.database)
+    app_url = owner.set(username=APP_USER, password=None)
+    app = api.StashRepository.from_url(
+        app_url.render_as_string(hide_password=False))
+    try:
+        app.stash_roles(INSTANCE, project_id="p", user_id="u",
+                        roles=["member", "reader"])
+        assert app.stash_roles(INSTANCE, project_id="p", user_id="u",
+                               roles=["member"], replace=True).roles == (
+            "member",)
+        assert app.get_stash(INSTANCE).roles == ("member",)
+        assert [s.instance_uuid for s in app.list_stashes(role="member")] == [
+            INSTANCE]
+        app.delete_stash(INSTANCE)
+        assert app.purge_deleted(older_than=api.timeutils.utcnow()) == 1
+        # And nothing beyond rows: no DDL.
+        with app._lone.writer().begin() as connection:
+            with pytest.raises((sa.exc.DBAPIError, db_exc.DBError)):
+                connection.execute(sa.text("DROP TABLE role_stash_roles"))
+    finally:
+        app.close()
+        with engine.begin() as connection:
+            revoke(connection)
+        engine.dispose()
