@@ -198,6 +198,18 @@ def repository(_session_repository):
 
 
 
+class Statement(str):
+    """A statement's SQL, and the parameters it was sent with."""
+
+    def __new__(cls, sql, parameters):
+        statement = super().__new__(cls, sql)
+        statement.parameters = parameters
+        return statement
+
+    def __repr__(self):
+        return f"Statement({str(self)!r}, {self.parameters!r})"
+
+
 @pytest.fixture
 def count_statements():
     """count_statements(): a block that collects every statement any
@@ -211,7 +223,7 @@ def count_statements():
 
         def record(conn, cursor, statement, parameters, context, many):
             if not (conn.dialect.name == "sqlite" and statement == "BEGIN"):
-                statements.append(statement)
+                statements.append(Statement(statement, parameters))
 
         sa.event.listen(sa.Engine, "before_cursor_execute", record)
         try:
