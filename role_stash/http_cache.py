@@ -1,0 +1,132 @@
+"""What a vendordata reply's headers let a private cache do with it: RFC 9111
+freshness and validators, RFC 5861's stale-if-error. No I/O here.
+
+A reply is stored only when its headers say how long it stays fresh
+(Cache-Control max-age, else Expires against Date), or say no-cache and
+carry a validator to revalidate it with. An absent or malformed
+Cache-Control, or an Expires that cannot be read, means "do not store":
+vendordata replies may carry secrets, and a cache that guessed a lifetime
+(RFC 9111's heuristic freshness) could serve one a service meant to be
+fetched again.
+"""
+
+import dataclasses
+import datetime
+import email.utils
+import re
+
+# Directive names are case-insensitive; a value is a token or a quoted
+# string (RFC 9110 5.6.2, 5.6.4).
+_DIRECTIVE = re.compile(
+    r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*'
+    r'(?:=\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+|"(?:[^"\\]|\\.)*"))?\s*')
+_SECONDS = re.compile(r"[0-9]+")
+# Directives that take delta-seconds, and must then have a valid one.
+_DELTA_DIRECTIVES = ("max-age", "stale-if-error", "s-maxage")
+
+
+class Malformed(ValueError):
+    """A header this cache cannot read: the reply is not stored."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Freshness:
+    """How a stored reply may be used.
+
+    fresh_until: served without asking the service before then; None when
+    every use must revalidate first (no-cache). stale_until: when the
+    service fails, served stale until then (stale-if-error), never under
+    must-revalidate. etag and last_modified: the validators a
+    revalidation sends back (If-None-Match, If-Modified-Since).
+    """
+
+    fresh_until: datetime.datetime | None
+    stale_until: datetime.datetime | None
+    etag: str | None
+    last_modified: str | None
+
+    @property
+    def keep_until(self):
+        """When the entry is of no more use to anyone, but to revalidate."""
+        return max(filter(None, (self.fresh_until, self.stale_until)),
+                   default=None)
+
+
+def cache_control(value):
+    """Return {directive: value or None} of a Cache-Control header value;
+    Malformed if it cannot be read."""
+    directives = {}
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        match = _DIRECTIVE.fullmatch(part)
+        if match is None:
+            raise Malformed(f"Cache-Control directive {part.strip()!r}")
+        name, argument = match.group(1).lower(), match.group(2)
+        if argument is not None and argument.startswith('"'):
+            argument = re.sub(r"\\(.)", r"\1", argument[1:-1])
+        if name in _DELTA_DIRECTIVES:
+            if argument is None or not _SECONDS.fullmatch(argument):
+                raise Malformed(f"Cache-Control {name}={argument!r}")
+            if name in directives and directives[name] != argument:
+                raise Malformed(f"Cache-Control {name} given twice")
+        directives[name] = argument
+    return directives
+
+
+def _http_date(value):
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        raise Malformed(f"HTTP date {value!r}") from None
+    if parsed.tzinfo is None:
+        raise Malformed(f"HTTP date {value!r} has no zone")
+    return parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def freshness(headers, now):
+    """Return the Freshness of a 200 reply received at now (naive UTC),
+    from its headers (a case-insensitive mapping), or None when it must
+    not be stored."""
+    try:
+        directives = cache_control(headers.get("Cache-Control") or "")
+        if "no-store" in directives:
+            return None
+        age = int(headers.get("Age") or 0)
+        if age < 0:
+            raise Malformed("negative Age")
+        etag = headers.get("ETag")
+        last_modified = headers.get("Last-Modified")
+        if "no-cache" in directives:
+            if not (etag or last_modified):
+                return None  # nothing to revalidate it with
+            return Freshness(None, None, etag, last_modified)
+        if "max-age" in directives:
+            lifetime = int(directives["max-age"])
+        elif headers.get("Expires") is not None:
+            date = (_http_date(headers["Date"]) if headers.get("Date")
+                    else now)
+            lifetime = (_http_date(headers["Expires"]) - date).total_seconds()
+        else:
+            return None  # no explicit lifetime: do not guess one
+        if lifetime - age <= 0:
+            return None
+        fresh_until = now + datetime.timedelta(seconds=lifetime - age)
+        stale_until = None
+        if ("stale-if-error" in directives
+                and "must-revalidate" not in directives):
+            stale_until = fresh_until + datetime.timedelta(
+                seconds=int(directives["stale-if-error"]))
+        return Freshness(fresh_until, stale_until, etag, last_modified)
+    except ValueError:  # Malformed, or an Age that is not a number
+        return None
+
+
+def revalidation_headers(entry):
+    """The conditional request headers of a stored entry's validators."""
+    headers = {}
+    if entry.etag:
+        headers["If-None-Match"] = entry.etag
+    if entry.last_modified:
+        headers["If-Modified-Since"] = entry.last_modified
+    return headers
