@@ -14,6 +14,7 @@ runs alone: a write in a transaction of its own, a read in autocommit, both
 retried on deadlock and lost connection.
 """
 
+import datetime
 import logging
 
 from oslo_utils import timeutils
@@ -24,15 +25,20 @@ from role_stash import engines
 from role_stash import exception
 from role_stash import validation
 from role_stash.dialects import LIVE
+from role_stash.dialects import REPLIES
 from role_stash.dialects import ROLES
 from role_stash.dialects import STASHES
+from role_stash.stash import CachedReply
 from role_stash.stash import Stash
 
-__all__ = ["Stash", "StashRepository"]
+__all__ = ["CachedReply", "Stash", "StashRepository"]
 
 LOG = logging.getLogger(__name__)
 
 PURGE_BATCH_SIZE = 1000
+# A cached reply with validators is kept this long past its freshness, to
+# be revalidated (a 304 costs the service less than a whole reply).
+REVALIDATE_KEEP = datetime.timedelta(days=1)
 # How often a write tries its INSERT again after the live stash that
 # blocked it was deleted before it could be read.
 _WRITE_ATTEMPTS = 3
@@ -44,6 +50,13 @@ _DELETE_ROLES = sa.delete(ROLES).where(
 _SOFT_DELETE = sa.update(STASHES).where(
     STASHES.c.instance_uuid == sa.bindparam("uuid"), LIVE).values(
         deleted=STASHES.c.id, deleted_at=sa.bindparam("now"))
+_DELETE_REPLY = sa.delete(REPLIES).where(
+    REPLIES.c.instance_uuid == sa.bindparam("uuid"),
+    REPLIES.c.target == sa.bindparam("target"))
+_DELETE_REPLIES = sa.delete(REPLIES).where(
+    REPLIES.c.instance_uuid == sa.bindparam("uuid"))
+_READ_REPLIES = sa.select(*dialects.REPLY_COLUMNS).where(
+    REPLIES.c.instance_uuid == sa.bindparam("uuid")).order_by(REPLIES.c.target)
 _DELETED_AT = sa.select(STASHES.c.id).where(
     STASHES.c.instance_uuid == sa.bindparam("uuid"),
     STASHES.c.deleted != 0,
@@ -251,6 +264,68 @@ class StashRepository:
                 return stash
         raise exception.StashNotFound(instance_uuid)
 
+    def get_stash_and_replies(self, instance_uuid, *, context=None):
+        """Return (Stash, {target: CachedReply}): an instance's live stash
+        and its cached vendordata replies, in one statement (the metadata
+        GET with cached vendordata). StashNotFound if no stash is live."""
+        instance_uuid = validation.instance_uuid(instance_uuid)
+        statements = self._statements()
+        stash, replies = self._run(
+            False, context, lambda connection: statements.fold_with_replies(
+                connection.execute(statements.read_one_with_replies,
+                                   {"instance_uuid": instance_uuid})))
+        if stash is None:
+            raise exception.StashNotFound(instance_uuid)
+        return stash, replies
+
+    def get_replies(self, instance_uuid, *, context=None):
+        """Return {target: CachedReply} of an instance, stash or not."""
+        instance_uuid = validation.instance_uuid(instance_uuid)
+        return self._run(False, context, lambda connection: {
+            row[0]: CachedReply._make(row) for row in connection.execute(
+                _READ_REPLIES, {"uuid": instance_uuid})})
+
+    def store_reply(self, instance_uuid, target, body, freshness, *,
+                    now=None):
+        """Cache a vendordata service's reply for an instance, in place of
+        the one cached before; with freshness None (a reply that must not
+        be stored: no-store), only forget the one before. Return whether
+        the reply was stored. A rival worker storing the same reply at the
+        same moment wins quietly."""
+        instance_uuid = validation.instance_uuid(instance_uuid)
+        target = validation.text(target, "target")
+        if not isinstance(body, str):
+            raise exception.InvalidArgument(
+                "body", f"expected the reply's JSON text, got "
+                        f"{type(body).__name__}")
+        now = now or timeutils.utcnow()
+        keys = {"uuid": instance_uuid, "target": target}
+
+        def write(connection):
+            connection.execute(_DELETE_REPLY, keys)
+            if freshness is None:
+                return False
+            keep_until = freshness.keep_until
+            if freshness.etag or freshness.last_modified:
+                keep_until = max(filter(None, (keep_until,
+                                               now + REVALIDATE_KEEP)))
+            connection.execute(sa.insert(REPLIES), {
+                "instance_uuid": instance_uuid, "target": target,
+                "body": body, "etag": freshness.etag,
+                "last_modified": freshness.last_modified, "stored_at": now,
+                "fresh_until": freshness.fresh_until,
+                "stale_until": freshness.stale_until,
+                "keep_until": keep_until})
+            return True
+
+        race = exception.StashConflict(instance_uuid)
+        try:
+            return self._run(True, None, write, race)
+        except exception.StashConflict as error:
+            if error is not race:
+                raise
+            return False
+
     def get_stashes(self, instance_uuids, *, context=None):
         """Return {instance_uuid: Stash} for the live stashes among
         instance_uuids, in one round trip; missing ones are left out."""
@@ -312,6 +387,7 @@ class StashRepository:
             nonlocal attempts
             attempts += 1
             if connection.execute(_SOFT_DELETE, parameters).rowcount:
+                connection.execute(_DELETE_REPLIES, parameters)
                 return True
             # A retry after a commit whose answer was lost finds the stash
             # deleted at this very call's timestamp: the delete happened.
@@ -327,8 +403,9 @@ class StashRepository:
         return deleted
 
     def purge_deleted(self, *, older_than, batch_size=PURGE_BATCH_SIZE):
-        """Remove soft-deleted stashes deleted before older_than, batch_size
-        per transaction; return how many were removed."""
+        """Remove soft-deleted stashes deleted before older_than, and cached
+        vendordata replies of no more use by then, batch_size of each per
+        transaction; return how many stashes were removed."""
         older_than = validation.utc_datetime(older_than, "older_than")
         batch_size = validation.positive_int(batch_size, "batch_size",
                                              validation.MAX_BATCH)
@@ -337,20 +414,28 @@ class StashRepository:
                         STASHES.c.deleted_at < older_than)
                  .order_by(STASHES.c.id).limit(batch_size))
 
+        expired = (sa.select(REPLIES.c.id)
+                   .where(REPLIES.c.keep_until < older_than)
+                   .order_by(REPLIES.c.id).limit(batch_size))
+
         def purge_batch(connection):
+            reply_ids = connection.execute(expired).scalars().all()
+            if reply_ids:
+                connection.execute(
+                    sa.delete(REPLIES).where(REPLIES.c.id.in_(reply_ids)))
             ids = connection.execute(batch).scalars().all()
             if ids:
                 connection.execute(
                     sa.delete(ROLES).where(ROLES.c.stash_id.in_(ids)))
                 connection.execute(
                     sa.delete(STASHES).where(STASHES.c.id.in_(ids)))
-            return len(ids)
+            return len(ids), len(reply_ids)
 
         purged = 0
         while True:
-            count = self._run(True, None, purge_batch)
+            count, replies = self._run(True, None, purge_batch)
             purged += count
-            if count < batch_size:
+            if max(count, replies) < batch_size:
                 break
         LOG.info("Purged %d role stashes deleted before %s",
                  purged, older_than.isoformat())

@@ -13,10 +13,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
 from role_stash import models
+from role_stash.stash import CachedReply
 from role_stash.stash import Stash
 
 STASHES = models.Stash.__table__
 ROLES = models.StashRole.__table__
+REPLIES = models.VendordataReply.__table__
 
 STASH_COLUMNS = (
     STASHES.c.id, STASHES.c.instance_uuid, STASHES.c.project_id,
@@ -24,6 +26,12 @@ STASH_COLUMNS = (
     STASHES.c.created_at, STASHES.c.updated_at,
 )
 LIVE = STASHES.c.deleted == 0
+REPLY_COLUMNS = (
+    REPLIES.c.target, REPLIES.c.body, REPLIES.c.etag, REPLIES.c.last_modified,
+    REPLIES.c.stored_at, REPLIES.c.fresh_until, REPLIES.c.stale_until,
+)
+_WITH_REPLIES = STASHES.outerjoin(
+    REPLIES, REPLIES.c.instance_uuid == STASHES.c.instance_uuid)
 
 
 class Statements:
@@ -36,6 +44,10 @@ class Statements:
             STASHES.c.instance_uuid == sa.bindparam("instance_uuid"), LIVE)
         self.read_many = self.with_roles(STASHES).where(
             self.match_many(), LIVE)
+        # The metadata GET with cached vendordata: the stash, its roles
+        # and its instance's cached replies, in one statement.
+        self.read_one_with_replies = self.with_roles_and_replies().where(
+            STASHES.c.instance_uuid == sa.bindparam("instance_uuid"), LIVE)
         # The re-read of a write that met a live stash: a locking read,
         # so that in a caller's REPEATABLE READ transaction it sees the
         # latest committed stash, not the transaction's older snapshot.
@@ -50,6 +62,34 @@ class Statements:
             .select_from(stashes.outerjoin(
                 ROLES, ROLES.c.stash_id == stashes.c.id))
             .order_by(stashes.c.id, ROLES.c.position))
+
+    def with_roles_and_replies(self):
+        """with_roles() of the table, each row also carrying one cached
+        reply of the instance (REPLY_COLUMNS, from column 9; NULL when it
+        has none): one row per role and reply."""
+        return (
+            sa.select(*STASH_COLUMNS, ROLES.c.name, *REPLY_COLUMNS)
+            .select_from(_WITH_REPLIES.outerjoin(
+                ROLES, ROLES.c.stash_id == STASHES.c.id))
+            .order_by(STASHES.c.id, ROLES.c.position, REPLIES.c.target))
+
+    def fold_with_replies(self, rows):
+        """Return (Stash or None, {target: CachedReply}) of the rows of
+        read_one_with_replies."""
+        rows = list(rows)
+        if not rows:
+            return None, {}
+        head = rows[0]
+        roles = tuple(dict.fromkeys(
+            row[8] for row in rows if row[8] is not None))
+        return self._stash_and_replies(head, roles, rows)
+
+    @staticmethod
+    def _stash_and_replies(head, roles, rows):
+        stash = Stash(head[1], head[2], head[3], roles, head[4], head[5],
+                      head[6], head[7])
+        return stash, {row[9]: CachedReply._make(row[9:16])
+                       for row in rows if row[9] is not None}
 
     def match_many(self):
         """The WHERE clause of a bulk read, on the parameter :uuids."""
@@ -166,11 +206,26 @@ class PostgreSQL(Statements):
 
     def with_roles(self, stashes):
         columns = [stashes.c[column.name] for column in STASH_COLUMNS]
+        return sa.select(*columns, self._role_names(stashes)).order_by(
+            stashes.c.id)
+
+    @staticmethod
+    def _role_names(stashes):
+        """A stash's role names, in order, as one array column."""
         names = sa.select(ROLES.c.name).where(
             ROLES.c.stash_id == stashes.c.id).order_by(ROLES.c.position)
+        return sa.func.array(names.scalar_subquery()).label("roles")
+
+    def with_roles_and_replies(self):
         return sa.select(
-            *columns, sa.func.array(names.scalar_subquery()).label("roles"),
-        ).order_by(stashes.c.id)
+            *STASH_COLUMNS, self._role_names(STASHES), *REPLY_COLUMNS,
+        ).select_from(_WITH_REPLIES).order_by(REPLIES.c.target)
+
+    def fold_with_replies(self, rows):
+        rows = list(rows)
+        if not rows:
+            return None, {}
+        return self._stash_and_replies(rows[0], tuple(rows[0][8]), rows)
 
     def match_many(self):
         return STASHES.c.instance_uuid == sa.any_(sa.bindparam(

@@ -93,3 +93,32 @@ class StashRole(Base):
     position: orm.Mapped[int] = orm.mapped_column(
         sa.Integer, primary_key=True, autoincrement=False)
     name: orm.Mapped[str] = orm.mapped_column(sa.String(ROLE_NAME_LENGTH))
+
+
+# A reply's JSON as received: MySQL's TEXT holds only 64 KiB of bytes.
+ReplyBody = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+
+
+class VendordataReply(Base):
+    """A dynamic vendordata service's reply for one instance, kept as long
+    as its Cache-Control lets a private cache keep it (see http_cache)."""
+
+    __tablename__ = "role_stash_vendordata"
+    __table_args__ = (
+        sa.UniqueConstraint("instance_uuid", "target"),
+        sa.Index(None, "keep_until"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(BigId, primary_key=True)
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(sa.String(UUID_LENGTH))
+    target: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
+    body: orm.Mapped[str] = orm.mapped_column(ReplyBody)
+    etag: orm.Mapped[str | None] = orm.mapped_column(sa.String(ID_LENGTH))
+    last_modified: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    stored_at: orm.Mapped[datetime.datetime] = orm.mapped_column(Timestamp)
+    fresh_until: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        Timestamp)
+    stale_until: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        Timestamp)
+    keep_until: orm.Mapped[datetime.datetime] = orm.mapped_column(Timestamp)

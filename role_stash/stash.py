@@ -43,3 +43,17 @@ class Stash(typing.NamedTuple):
         """Return what a stash write sets: equal payloads make a repeat."""
         return (self.project_id, self.user_id, self.roles,
                 self.project_domain_id, self.user_domain_id)
+
+
+class CachedReply(typing.NamedTuple):
+    """A dynamic vendordata service's reply for an instance, as cached: its
+    JSON body as received, its validators, and how long it may be used
+    (see http_cache.Freshness)."""
+
+    target: str
+    body: str
+    etag: str | None
+    last_modified: str | None
+    stored_at: datetime.datetime
+    fresh_until: datetime.datetime | None
+    stale_until: datetime.datetime | None

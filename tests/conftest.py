@@ -25,6 +25,7 @@ import testing.postgresql
 
 from role_stash import api
 from role_stash import migration
+from role_stash import models
 
 BACKENDS = ("sqlite", "postgresql", "postgresql-psycopg", "mariadb")
 MARIADB_ADMIN_URL = os.environ.get(
@@ -193,8 +194,8 @@ def repository(_session_repository):
     yield _session_repository
     engine = _session_repository._context_manager.writer.get_engine()
     with engine.begin() as connection:
-        connection.execute(api.ROLES.delete())
-        connection.execute(api.STASHES.delete())
+        for table in reversed(models.Base.metadata.sorted_tables):
+            connection.execute(table.delete())
 
 
 

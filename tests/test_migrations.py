@@ -23,7 +23,7 @@ from role_stash import models
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ALEMBIC = pathlib.Path(sys.executable).with_name("alembic")
-TABLES = {"role_stashes", "role_stash_roles"}
+TABLES = set(models.Base.metadata.tables)
 
 
 @pytest.fixture
@@ -91,8 +91,25 @@ def seed_0001(connection):
         project_id="p-0001", user_id="u-0001", roles=("member", "a,b"))
 
 
+def seed_0002(connection):
+    """Write a stash, and a cached vendordata reply of its instance."""
+    connection.execute(sa.text(
+        "INSERT INTO role_stashes (instance_uuid, project_id, user_id, "
+        "created_at, deleted) VALUES ('22222222-2222-4222-8222-222222222222', "
+        "'p-0002', 'u-0002', '2026-01-02 03:04:05', 0)"))
+    connection.execute(sa.text(
+        "INSERT INTO role_stash_vendordata (instance_uuid, target, body, "
+        "stored_at, keep_until) VALUES "
+        "('22222222-2222-4222-8222-222222222222', 'service', '{}', "
+        "'2026-01-02 03:04:05', '2026-01-02 03:05:05')"))
+    return api.Stash(
+        instance_uuid="22222222-2222-4222-8222-222222222222",
+        project_id="p-0002", user_id="u-0002", roles=())
+
+
 # Each revision writes data its own way; every later upgrade must keep it.
-SEEDS = {"0001_create_role_stashes": seed_0001}
+SEEDS = {"0001_create_role_stashes": seed_0001,
+         "0002_create_vendordata_replies": seed_0002}
 
 
 def test_every_revision_has_a_seed():
@@ -152,6 +169,8 @@ def test_constraints_and_indexes_carry_the_same_names_everywhere(connect):
             names.update(c["name"] for c in inspector.get_foreign_keys(table))
             names.update(i["name"] for i in inspector.get_indexes(table))
     assert names == {
+        "uniq_role_stash_vendordata0instance_uuid_target",
+        "role_stash_vendordata_keep_until_idx",
         "uniq_role_stashes0instance_uuid_deleted",
         "uniq_role_stash_roles0stash_id_name",
         "role_stash_roles_stash_id_fkey",

@@ -1,5 +1,6 @@
 """Least privilege and what a reader may learn: the runtime needs only
-SELECT, INSERT, UPDATE and DELETE on role_stash's tables, and a reader
+SELECT, INSERT, UPDATE and DELETE on role_stash's tables (and its
+sequences' USAGE on PostgreSQL), and a reader
 that knows the instance's project learns nothing of another's stash."""
 
 from oslo_db import exception as db_exc
@@ -8,10 +9,11 @@ import sqlalchemy as sa
 
 from role_stash import api
 from role_stash import exception
+from role_stash import models
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 APP_USER = "role_stash_app"
-TABLES = ("role_stashes", "role_stash_roles")
+TABLES = tuple(models.Base.metadata.tables)
 
 
 def test_a_reader_with_the_wrong_project_learns_nothing(repository):
@@ -43,7 +45,7 @@ def grant_runtime_rights(connection, database):
             f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(TABLES)} "
             f"TO {APP_USER}"))
         connection.execute(sa.text(
-            f"GRANT USAGE ON SEQUENCE role_stashes_id_seq TO {APP_USER}"))
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_USER}"))
     else:
         connection.execute(sa.text(f"DROP USER IF EXISTS '{APP_USER}'@'%'"))
         connection.execute(sa.text(f"CREATE USER '{APP_USER}'@'%'"))
@@ -58,7 +60,7 @@ def revoke(connection):
         connection.execute(sa.text(
             f"REVOKE ALL ON {', '.join(TABLES)} FROM {APP_USER}"))
         connection.execute(sa.text(
-            f"REVOKE ALL ON SEQUENCE role_stashes_id_seq FROM {APP_USER}"))
+            f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {APP_USER}"))
         connection.execute(sa.text(f"DROP ROLE {APP_USER}"))
     else:
         connection.execute(sa.text(f"DROP USER '{APP_USER}'@'%'"))

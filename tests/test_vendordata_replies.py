@@ -1,0 +1,95 @@
+"""Cached vendordata replies: stored, read with the stash in one
+statement, replaced, forgotten, gone with the stash, purged when of no
+more use."""
+
+import datetime
+
+import pytest
+
+from role_stash import exception
+from role_stash import http_cache
+
+INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+NOW = datetime.datetime(2026, 11, 27, 12, 0, 0)
+
+
+def later(seconds):
+    return NOW + datetime.timedelta(seconds=seconds)
+
+
+FRESH = http_cache.Freshness(later(60), later(90), '"v1"', None)
+
+
+def stash(repository):
+    return repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                  roles=["member"])
+
+
+def test_the_metadata_get_reads_stash_and_replies_in_one_statement(
+        repository, count_statements):
+    stashed = stash(repository)
+    assert repository.store_reply(INSTANCE, "b", '{"b": 2}', FRESH, now=NOW)
+    assert repository.store_reply(INSTANCE, "a", '{"a": 1}', FRESH, now=NOW)
+    with count_statements() as statements:
+        found, replies = repository.get_stash_and_replies(INSTANCE)
+    assert len(statements) == 1
+    assert found == stashed
+    assert list(replies) == ["a", "b"]
+    assert replies["a"].body == '{"a": 1}'
+    assert (replies["a"].fresh_until, replies["a"].stale_until,
+            replies["a"].etag) == (later(60), later(90), '"v1"')
+
+
+def test_many_roles_and_replies_fold_back_exactly(repository):
+    roles = [f"role-{index}" for index in range(5)]
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                           roles=roles)
+    for target in ("x", "y", "z"):
+        repository.store_reply(INSTANCE, target, "{}", FRESH, now=NOW)
+    found, replies = repository.get_stash_and_replies(INSTANCE)
+    assert found.roles == tuple(roles)
+    assert sorted(replies) == ["x", "y", "z"]
+
+
+def test_a_stash_without_replies_reads_back_alone(repository):
+    stashed = stash(repository)
+    assert repository.get_stash_and_replies(INSTANCE) == (stashed, {})
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash_and_replies(
+            "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c")
+
+
+def test_a_new_reply_replaces_the_old_and_no_store_forgets_it(repository):
+    stash(repository)
+    repository.store_reply(INSTANCE, "a", '{"old": 1}', FRESH, now=NOW)
+    repository.store_reply(INSTANCE, "a", '{"new": 1}', FRESH, now=NOW)
+    assert repository.get_replies(INSTANCE)["a"].body == '{"new": 1}'
+    assert repository.store_reply(INSTANCE, "a", '{"secret": 1}', None,
+                                  now=NOW) is False
+    assert repository.get_replies(INSTANCE) == {}
+
+
+def test_replies_go_with_the_stash_and_are_purged_when_of_no_use(repository):
+    stash(repository)
+    repository.store_reply(INSTANCE, "a", "{}", FRESH, now=NOW)
+    repository.delete_stash(INSTANCE)
+    assert repository.get_replies(INSTANCE) == {}
+    stash(repository)
+    short = http_cache.Freshness(later(60), None, None, None)
+    repository.store_reply(INSTANCE, "short", "{}", short, now=NOW)
+    repository.store_reply(INSTANCE, "revalidated", "{}",
+                           http_cache.Freshness(None, None, '"e"', None),
+                           now=NOW)
+    repository.purge_deleted(older_than=later(61))
+    assert list(repository.get_replies(INSTANCE)) == ["revalidated"]
+    repository.purge_deleted(older_than=later(2 * 86400))
+    assert repository.get_replies(INSTANCE) == {}
+
+
+def test_a_bad_reply_is_refused_before_any_sql(repository, count_statements):
+    with count_statements() as statements:
+        with pytest.raises(exception.InvalidArgument, match="body"):
+            repository.store_reply(INSTANCE, "a", {"not": "text"}, FRESH)
+        with pytest.raises(exception.InvalidArgument, match="target"):
+            repository.store_reply(INSTANCE, "", "{}", FRESH)
+    assert statements == []
