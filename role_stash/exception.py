@@ -43,6 +43,19 @@ class MarkerNotFound(RoleStashError, LookupError):
         super().__init__(f"marker {marker} not found")
 
 
+class VendordataFailed(RoleStashError):
+    """A dynamic vendordata service did not answer 200 with JSON, and
+    [api] vendordata_dynamic_failure_fatal is set: the metadata request,
+    or with config drive the build, fails."""
+
+    def __init__(self, target, url, cause):
+        self.target = target
+        self.url = url
+        super().__init__(
+            f"dynamic vendordata service {target} at {url} failed: {cause}; "
+            f"[api] vendordata_dynamic_failure_fatal is set, so this fails")
+
+
 class DatabaseError(RoleStashError):
     """The database failed; the operation did not complete."""
 

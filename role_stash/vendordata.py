@@ -224,6 +224,8 @@ class DynamicVendorData:
             if reply.status_code == 304 and cached is not None:
                 self._store(name, cached.body, now, reply.headers, cached)
                 return json.loads(cached.body)
+            if reply.status_code != 200:
+                raise ValueError(f"HTTP status {reply.status_code}")
             answer = json.loads(reply.text) if reply.text else {}
         except (TypeError, ValueError, ks_exceptions.ConnectionError,
                 ks_exceptions.HttpError) as error:
@@ -236,7 +238,7 @@ class DynamicVendorData:
             LOG.warning("Error from dynamic vendordata service %s at %s: %s",
                         name, url, error)
             if api.vendordata_dynamic_failure_fatal:
-                raise
+                raise exception.VendordataFailed(name, url, error) from error
             return {}
         if reply.status_code == 200:
             body = reply.text if len(reply.content) <= MAX_CACHED_BODY else None

@@ -13,6 +13,7 @@ from nova import objects
 from oslo_utils import timeutils
 import pytest
 
+from role_stash import exception
 from role_stash import vendordata
 
 T0 = datetime.datetime(2026, 11, 27, 12, 0, 0)
@@ -48,6 +49,9 @@ class Service:
                     self.answer(503, b"down", {})
                 elif etag and asked == etag:
                     self.answer(304, b"", service.headers)
+                elif service.body_padding < 0:
+                    self.answer(200, b"<html>not json</html>",
+                                service.headers)
                 else:
                     self.answer(200, json.dumps({
                         "call": service.calls,
@@ -252,4 +256,50 @@ def test_deleting_the_stash_drops_its_cached_replies(
     service.headers = {"Cache-Control": "max-age=60"}
     metadata_get(instance)
     nova_repository.delete_stash(instance.uuid)
+    assert nova_repository.get_replies(instance.uuid) == {}
+
+
+@pytest.mark.parametrize("fatal", [True, False])
+@pytest.mark.parametrize("failure", ["status", "refused", "timeout",
+                                     "not json"])
+def test_the_create_time_failure_policy(service, instance, nova_repository,
+                                        fatal, failure, caplog):
+    """With config drive nova-compute builds the metadata, vendordata
+    included, while it builds the instance: a service that does not
+    answer 200 with JSON fails the build with an error naming the target
+    when vendordata_dynamic_failure_fatal is set; else the build goes on
+    with {} for that target and a warning. The stash, written earlier in
+    conductor's transaction, is untouched either way."""
+    conf = vendordata.cfg.CONF
+    url = service.url
+    if failure == "status":
+        service.down = True
+    elif failure == "refused":
+        url = "http://127.0.0.1:1/"
+    elif failure == "timeout":
+        service.hold = threading.Event()
+        conf.set_override("vendordata_dynamic_read_timeout", 1, group="api")
+    else:
+        service.headers = {"Content-Type": "text/plain"}
+        service.body_padding = -1
+    conf.set_override("vendordata_dynamic_targets", [f"cached@{url}"],
+                      group="api")
+    conf.set_override("vendordata_dynamic_failure_fatal", fatal, group="api")
+    stash_before = nova_repository.get_stash(instance.uuid)
+    try:
+        driver = vendordata.DynamicVendorData(instance=instance)
+        if fatal:
+            with pytest.raises(exception.VendordataFailed,
+                               match=f"service cached at {url}"):
+                driver.get()
+        else:
+            assert driver.get() == {"cached": {}}
+            assert any("Error from dynamic vendordata service cached"
+                       in record.getMessage() for record in caplog.records)
+    finally:
+        if service.hold is not None:
+            service.hold.set()
+        conf.clear_override("vendordata_dynamic_read_timeout", group="api")
+        conf.clear_override("vendordata_dynamic_failure_fatal", group="api")
+    assert nova_repository.get_stash(instance.uuid) == stash_before
     assert nova_repository.get_replies(instance.uuid) == {}

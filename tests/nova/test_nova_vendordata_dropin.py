@@ -6,7 +6,6 @@ stash, and honours Nova's options."""
 import json
 import logging
 
-from keystoneauth1 import exceptions as ks_exceptions
 from keystoneauth1 import loading as ks_loading
 from nova.api.metadata import base as metadata_base
 from nova.api.metadata import vendordata_dynamic
@@ -15,6 +14,7 @@ from nova.network import model as network_model
 from nova import objects
 import pytest
 
+from role_stash import exception
 from role_stash import vendordata
 
 FIELDS = ("project-id", "instance-id", "image-id", "user-data", "hostname",
@@ -142,7 +142,8 @@ def test_a_failing_service_is_empty_or_fatal_as_configured(
     try:
         driver = vendordata.DynamicVendorData(instance=booted())
         if fatal:
-            with pytest.raises(ks_exceptions.ConnectionError):
+            with pytest.raises(exception.VendordataFailed,
+                               match="service down at"):
                 driver.get()
         else:
             assert driver.get() == {"down": {}}
