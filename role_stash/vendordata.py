@@ -90,16 +90,36 @@ def targets(conf):
         yield name, url
 
 
+# (ConfigOpts, session) pairs: one session per configuration, kept, as
+# Nova's service_auth keeps its own, so its connections are reused.
+_sessions = []
+_sessions_lock = threading.Lock()
+
+
 def _session(conf):
-    """A keystoneauth1 session, authenticated as the service user when
-    [vendordata_dynamic_auth] names an account, so every call carries a
-    service token."""
-    auth = ks_loading.load_auth_from_conf_options(conf, AUTH_GROUP)
-    if auth is None:
-        LOG.warning("Passing insecure dynamic vendordata requests because "
-                    "of missing or incorrect service account configuration.")
-    return ks_loading.load_session_from_conf_options(conf, AUTH_GROUP,
-                                                     auth=auth)
+    """The keystoneauth1 session of conf, authenticated as the service
+    user when [vendordata_dynamic_auth] names an account, so every call
+    carries a service token."""
+    with _sessions_lock:
+        for known, session in _sessions:
+            if known is conf:
+                return session
+        auth = ks_loading.load_auth_from_conf_options(conf, AUTH_GROUP)
+        if auth is None:
+            LOG.warning("Passing insecure dynamic vendordata requests "
+                        "because of missing or incorrect service account "
+                        "configuration.")
+        session = ks_loading.load_session_from_conf_options(
+            conf, AUTH_GROUP, auth=auth)
+        _sessions.append((conf, session))
+        return session
+
+
+def forget_sessions():
+    """Drop the kept sessions: the next call loads its configuration's
+    [vendordata_dynamic_auth] anew (after a configuration reload)."""
+    with _sessions_lock:
+        _sessions.clear()
 
 
 # Replies larger than this are served but not cached.

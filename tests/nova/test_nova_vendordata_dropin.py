@@ -152,6 +152,16 @@ def test_a_failing_service_is_empty_or_fatal_as_configured(
         conf.clear_override("vendordata_dynamic_failure_fatal", group="api")
 
 
+def test_one_session_serves_every_request(booted, vendordata_server):
+    """As Nova keeps its service-auth session: connections are reused,
+    and the insecure-requests warning is logged once, not per GET."""
+    first = vendordata.DynamicVendorData(instance=booted())
+    second = vendordata.DynamicVendorData(instance=booted())
+    first.get()
+    second.get()
+    assert first.session is second.session
+
+
 def test_a_configured_service_account_sends_its_token(
         booted, vendordata_server, caplog):
     """[vendordata_dynamic_auth] names an account: every call carries the
@@ -166,12 +176,14 @@ def test_a_configured_service_account_sends_its_token(
                  "endpoint": vendordata_server.url}
     for name, value in overrides.items():
         conf.set_override(name, value, group=group)
+    vendordata.forget_sessions()  # the account was just configured
     caplog.set_level(logging.DEBUG)
     try:
         vendordata.DynamicVendorData(instance=booted()).get()
     finally:
         for name in overrides:
             conf.clear_override(name, group=group)
+        vendordata.forget_sessions()
     assert vendordata_server.headers[-1]["X-Auth-Token"] == (
         "service-token-1234")
     assert not [record for record in caplog.records
