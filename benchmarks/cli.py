@@ -10,6 +10,7 @@ from benchmarks import database as databases
 from benchmarks import report
 from benchmarks.scenarios import boot_storm
 from benchmarks.scenarios import single_call
+from benchmarks.scenarios import vendordata_get
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,10 @@ QUICK = Settings(sizes=(10_000,), calls=1000, bulk_calls=100,
                  memory_reads=3_000, storm_seconds=3)
 FULL = Settings(sizes=(10_000, 100_000, 1_000_000), calls=10_000,
                 bulk_calls=2000, memory_reads=100_000, storm_seconds=20)
+
+
+# The vendordata GET's uncached side is an HTTP call: fewer calls do.
+VENDORDATA_CALLS = 2000
 
 
 def parse_args(argv):
@@ -111,6 +116,10 @@ def main(argv=None):
             records += backend_records
             notes += backend_notes
             samples += scenario.samples
+            vendordata_records, vendordata_notes = vendordata_get.run(
+                database, min(settings.calls, VENDORDATA_CALLS))
+            records += vendordata_records
+            notes += vendordata_notes
             if args.storm:
                 storm_records, storm_notes = boot_storm.run(
                     database, args.storm, settings.storm_seconds)

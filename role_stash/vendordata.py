@@ -191,11 +191,31 @@ class DynamicVendorData:
         except exception.StashNotFound:
             LOG.info("Instance %s has no role stash: boot-roles from "
                      "its system_metadata", self.instance.uuid)
-            self._fields = {
-                "project-id": self.instance.project_id,
+            self._fields = self._novas_fields()
+            self._replies = self._read_or_warn(
+                self._repository.get_replies, self.instance.uuid) or {}
+        except exception.DatabaseError as error:
+            # The metadata GET goes on as Nova's would, without a cache.
+            LOG.warning("role_stash could not read instance %s: %s; "
+                        "vendordata from Nova's fields, uncached",
+                        self.instance.uuid, error)
+            self._fields = self._novas_fields()
+            self._replies = {}
+
+    def _novas_fields(self):
+        return {"project-id": self.instance.project_id,
                 "boot-roles": self.instance.system_metadata.get(
                     "boot_roles", "")}
-            self._replies = self._repository.get_replies(self.instance.uuid)
+
+    def _read_or_warn(self, call, *args, **kwargs):
+        """Return call(...), or None, logged, when the database fails: the
+        cache is a help, never a reason to fail a metadata GET."""
+        try:
+            return call(*args, **kwargs)
+        except exception.DatabaseError as error:
+            LOG.warning("role_stash's vendordata cache failed for instance "
+                        "%s: %s", self.instance.uuid, error)
+            return None
 
     def body(self):
         """The JSON body Nova posts, field for field."""
@@ -216,8 +236,9 @@ class DynamicVendorData:
             return json.loads(cached.body)
         with _one_call_at_a_time((self.instance.uuid, name)) as waited:
             if waited:
-                cached = self._repository.get_replies(
-                    self.instance.uuid).get(name)
+                cached = (self._read_or_warn(self._repository.get_replies,
+                                             self.instance.uuid)
+                          or {}).get(name)
                 if _usable(cached, timeutils.utcnow(), "fresh_until"):
                     return json.loads(cached.body)
             return self._call(name, url, cached)
@@ -277,8 +298,8 @@ class DynamicVendorData:
                 last_modified=freshness.last_modified or cached.last_modified)
         if freshness is None and cached is None:
             return
-        self._repository.store_reply(self.instance.uuid, name, body or "",
-                                     freshness, now=now)
+        self._read_or_warn(self._repository.store_reply, self.instance.uuid,
+                           name, body or "", freshness, now=now)
 
     def get(self):
         """Return {target name: reply} for every configured target."""

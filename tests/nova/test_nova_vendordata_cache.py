@@ -303,3 +303,24 @@ def test_the_create_time_failure_policy(service, instance, nova_repository,
         conf.clear_override("vendordata_dynamic_failure_fatal", group="api")
     assert nova_repository.get_stash(instance.uuid) == stash_before
     assert nova_repository.get_replies(instance.uuid) == {}
+
+
+def test_a_database_without_the_cache_table_serves_as_nova_would(
+        service, instance, nova_engine, caplog):
+    """role_stash's schema not yet at revision 0002 (db sync forgotten):
+    the metadata GET still answers, with Nova's fields and no cache, and
+    says why."""
+    service.headers = {"Cache-Control": "max-age=60"}
+    with nova_engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE role_stash_vendordata "
+                                   "RENAME TO role_stash_vendordata_away")
+    try:
+        assert metadata_get(instance)["call"] == 1
+        assert metadata_get(instance)["call"] == 2
+    finally:
+        with nova_engine.begin() as connection:
+            connection.exec_driver_sql(
+                "ALTER TABLE role_stash_vendordata_away "
+                "RENAME TO role_stash_vendordata")
+    assert any("uncached" in record.getMessage()
+               for record in caplog.records)
