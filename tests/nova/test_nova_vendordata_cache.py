@@ -9,6 +9,10 @@ import json
 import logging
 import threading
 
+from keystoneauth1 import loading as ks_loading
+from nova.api.metadata import base as metadata_base
+from nova.api.metadata import vendordata_dynamic
+from nova.network import model as network_model
 from nova import objects
 from oslo_utils import timeutils
 import pytest
@@ -324,3 +328,84 @@ def test_a_database_without_the_cache_table_serves_as_nova_would(
                 "RENAME TO role_stash_vendordata")
     assert any("uncached" in record.getMessage()
                for record in caplog.records)
+
+
+def test_end_to_end_create_get_cache_revalidate_stale_delete(
+        service, nova_context_manager, nova_repository, make_user_context,
+        new_uuid, monkeypatch):
+    """The whole flow, with Nova's own metadata handler running the
+    drop-in: create (row and stash in one transaction), GETs served from
+    the cache until expiry, revalidated with the ETag, stale while the
+    service is down within stale-if-error, and the cache gone with the
+    stash. The service checks Nova's headers and the service token."""
+    conf = vendordata.cfg.CONF
+    group = vendordata.AUTH_GROUP
+    conf.register_opts(ks_loading.get_auth_plugin_conf_options("admin_token"),
+                       group)
+    auth = {"auth_type": "admin_token", "token": "service-token-42",
+            "endpoint": service.url}
+    for name, value in auth.items():
+        conf.set_override(name, value, group=group)
+    conf.set_override("vendordata_providers", ["DynamicJSON"], group="api")
+    conf.set_override("local_metadata_per_cell", True, group="api")
+    vendordata.forget_sessions()
+    monkeypatch.setattr(vendordata_dynamic, "DynamicVendorData",
+                        vendordata.DynamicVendorData)
+    monkeypatch.setattr(metadata_base.security_group_api,
+                        "get_instance_security_groups",
+                        lambda context, instance: [])
+    seen = []
+    real_post = service._server.RequestHandlerClass.do_POST
+
+    def checking_post(handler):
+        seen.append((handler.headers.get("X-Auth-Token"),
+                     handler.headers.get("User-Agent")))
+        real_post(handler)
+
+    monkeypatch.setattr(service._server.RequestHandlerClass, "do_POST",
+                        checking_post)
+    try:
+        creator = make_user_context(roles=["member", "reader"])
+        instance_uuid = new_uuid()
+        with nova_context_manager.writer.using(creator):
+            objects.Instance(
+                context=creator, uuid=instance_uuid,
+                project_id=creator.project_id, user_id=creator.user_id,
+                hostname="guest", system_metadata={}, metadata={},
+                info_cache=objects.InstanceInfoCache(
+                    network_info=network_model.NetworkInfo()),
+                flavor=objects.Flavor(
+                    id=1, flavorid="1", name="m1.tiny", memory_mb=512,
+                    vcpus=1, root_gb=1, ephemeral_gb=0, swap=0,
+                    rxtx_factor=1.0, vcpu_weight=None, disabled=False,
+                    is_public=True, extra_specs={}, description=None),
+            ).create()
+            nova_repository.stash_from_context(creator, instance_uuid)
+
+        def guest_get():
+            metadata = metadata_base.get_metadata_by_instance_id(
+                instance_uuid, "192.0.2.10")
+            return json.loads(metadata.lookup(
+                "/openstack/latest/vendor_data2.json"))["cached"]
+
+        service.headers = {"Cache-Control": "max-age=60, stale-if-error=600",
+                           "ETag": '"v1"'}
+        first = guest_get()
+        assert [guest_get() for _ in range(4)] == [first] * 4
+        assert service.calls == 1
+        advance(61)
+        assert guest_get() == first  # revalidated: a 304
+        assert service.conditional == [None, '"v1"']
+        service.down = True
+        advance(61)
+        assert guest_get() == first  # stale, within stale-if-error
+        assert service.calls == 3
+        assert seen == [("service-token-42", "openstack-nova-vendordata")] * 3
+        nova_repository.delete_stash(instance_uuid)
+        assert nova_repository.get_replies(instance_uuid) == {}
+    finally:
+        for name in auth:
+            conf.clear_override(name, group=group)
+        conf.clear_override("vendordata_providers", group="api")
+        conf.clear_override("local_metadata_per_cell", group="api")
+        vendordata.forget_sessions()
