@@ -30,6 +30,7 @@ from keystone import exception as keystone_exception  # noqa: E402
 import nova.context  # noqa: E402
 from nova.db.main import api as nova_main_db  # noqa: E402
 from nova.db import migration as nova_migration  # noqa: E402
+from nova.network import model as network_model  # noqa: E402
 from nova import objects as nova_objects  # noqa: E402
 
 from role_stash import api  # noqa: E402
@@ -244,6 +245,20 @@ def cell(nova_shared_url, new_uuid):
     cached = nova.context.CELL_CACHE.pop(mapping.uuid, None)
     if cached is not None:
         cached[0].dispose_pool()
+
+
+@pytest.fixture
+def network_and_flavor():
+    """What Nova's metadata handler reads of an instance beyond its row:
+    an empty network info cache and a flavor, for objects.Instance(...)."""
+    return {
+        "info_cache": nova_objects.InstanceInfoCache(
+            network_info=network_model.NetworkInfo()),
+        "flavor": nova_objects.Flavor(
+            id=1, flavorid="1", name="m1.tiny", memory_mb=512, vcpus=1,
+            root_gb=1, ephemeral_gb=0, swap=0, rxtx_factor=1.0,
+            vcpu_weight=None, disabled=False, is_public=True,
+            extra_specs={}, description=None)}
 
 
 # --- Nova contexts and instances -------------------------------------------

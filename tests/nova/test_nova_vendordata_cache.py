@@ -12,7 +12,6 @@ import threading
 from keystoneauth1 import loading as ks_loading
 from nova.api.metadata import base as metadata_base
 from nova.api.metadata import vendordata_dynamic
-from nova.network import model as network_model
 from nova import objects
 from oslo_utils import timeutils
 import pytest
@@ -332,7 +331,7 @@ def test_a_database_without_the_cache_table_serves_as_nova_would(
 
 def test_end_to_end_create_get_cache_revalidate_stale_delete(
         service, nova_context_manager, nova_repository, make_user_context,
-        new_uuid, monkeypatch):
+        new_uuid, monkeypatch, network_and_flavor):
     """The whole flow, with Nova's own metadata handler running the
     drop-in: create (row and stash in one transaction), GETs served from
     the cache until expiry, revalidated with the ETag, stale while the
@@ -372,14 +371,7 @@ def test_end_to_end_create_get_cache_revalidate_stale_delete(
                 context=creator, uuid=instance_uuid,
                 project_id=creator.project_id, user_id=creator.user_id,
                 hostname="guest", system_metadata={}, metadata={},
-                info_cache=objects.InstanceInfoCache(
-                    network_info=network_model.NetworkInfo()),
-                flavor=objects.Flavor(
-                    id=1, flavorid="1", name="m1.tiny", memory_mb=512,
-                    vcpus=1, root_gb=1, ephemeral_gb=0, swap=0,
-                    rxtx_factor=1.0, vcpu_weight=None, disabled=False,
-                    is_public=True, extra_specs={}, description=None),
-            ).create()
+                **network_and_flavor).create()
             nova_repository.stash_from_context(creator, instance_uuid)
 
         def guest_get():

@@ -10,7 +10,6 @@ from keystoneauth1 import loading as ks_loading
 from nova.api.metadata import base as metadata_base
 from nova.api.metadata import vendordata_dynamic
 import nova.conf as nova_conf
-from nova.network import model as network_model
 from nova import objects
 import pytest
 
@@ -24,7 +23,7 @@ REFUSED = "http://127.0.0.1:1/"  # nothing listens on port 1
 
 @pytest.fixture
 def booted(nova_context_manager, nova_repository, make_user_context,
-           new_uuid):
+           new_uuid, network_and_flavor):
     """boot(stash=True): an instance created as Nova does, its boot_roles
     in system_metadata, and (unless stash=False) its stash."""
 
@@ -38,14 +37,7 @@ def booted(nova_context_manager, nova_repository, make_user_context,
                 hostname="guest", vm_state="building", user_data="I2Nsb3Vk",
                 image_ref="155d900f-4e14-4e4c-a73d-069cbf4541e6",
                 system_metadata={"boot_roles": "member,reader"},
-                metadata={"purpose": "test"},
-                info_cache=objects.InstanceInfoCache(
-                    network_info=network_model.NetworkInfo()),
-                flavor=objects.Flavor(
-                    id=1, flavorid="1", name="m1.tiny", memory_mb=512,
-                    vcpus=1, root_gb=1, ephemeral_gb=0, swap=0,
-                    rxtx_factor=1.0, vcpu_weight=None, disabled=False,
-                    is_public=True, extra_specs={}, description=None))
+                metadata={"purpose": "test"}, **network_and_flavor)
             instance.create()
             if stash:
                 nova_repository.stash_from_context(creator, instance_uuid)
