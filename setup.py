@@ -53,5 +53,6 @@ setuptools.setup(
     },
     entry_points={
         "console_scripts": ["role-stash-manage = role_stash.cli:main"],
+        "oslo.config.opts": ["role_stash = role_stash.opts:list_opts"],
     },
 )

@@ -1,0 +1,27 @@
+"""The sample configuration ships, and is what oslo-config-generator writes
+from role_stash's `oslo.config.opts` entry point."""
+
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+GENERATOR = pathlib.Path(sys.executable).with_name("oslo-config-generator")
+SAMPLE = ROOT / "etc" / "role_stash.conf.sample"
+
+
+def test_the_shipped_sample_is_what_the_generator_writes(tmp_path):
+    written = tmp_path / "role_stash.conf.sample"
+    subprocess.run([str(GENERATOR), "--namespace", "role_stash",
+                    "--output-file", str(written)],
+                   check=True, capture_output=True, timeout=120)
+    assert written.read_text() == SAMPLE.read_text(), (
+        "regenerate it: oslo-config-generator --namespace role_stash "
+        "--output-file etc/role_stash.conf.sample")
+    sample = SAMPLE.read_text()
+    for section in ("[database]", "[api]", "[vendordata_dynamic_auth]"):
+        assert section in sample
+    for option in ("#connection = <None>", "#db_max_retries = 20",
+                   "#vendordata_dynamic_failure_fatal = false",
+                   "#auth_type = <None>"):
+        assert option in sample, option
