@@ -239,9 +239,9 @@ class StashRepository:
             user_domain_id=getattr(context, "user_domain_id", None),
             replace=replace, context=context)
 
-    def _read(self, statement, parameters, context):
-        """Return {stash id: Stash} of a with_roles() SELECT."""
-        statements = self._statements()
+    def _read(self, statements, statement, parameters, context):
+        """Return {stash id: Stash} of one of statements' with_roles()
+        SELECTs."""
         return self._run(False, context, lambda connection: statements.fold(
             connection.execute(statement, parameters)))
 
@@ -257,7 +257,8 @@ class StashRepository:
         if expected_project_id is not None:
             expected_project_id = validation.text(expected_project_id,
                                                   "expected_project_id")
-        for stash in self._read(self._statements().read_one,
+        statements = self._statements()
+        for stash in self._read(statements, statements.read_one,
                                 {"instance_uuid": instance_uuid},
                                 context).values():
             if expected_project_id in (None, stash.project_id):
@@ -334,7 +335,7 @@ class StashRepository:
             return {}
         statements = self._statements()
         return {stash.instance_uuid: stash for stash in self._read(
-            statements.read_many, statements.bulk_parameters(instance_uuids),
+            statements, statements.read_many, statements.bulk_parameters(instance_uuids),
             context).values()}
 
     def list_stashes(self, *, project_id=None, role=None, marker=None,
