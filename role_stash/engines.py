@@ -45,6 +45,10 @@ _CONFIG_OPTIONS = (
     "max_overflow", "pool_timeout", "sqlite_synchronous", "connection_trace",
     "max_retries", "retry_interval", "connection_parameters",
 ) + RETRY_OPTIONS
+# Taken from a [database] section only where the operator set them: their
+# oslo.db defaults (20 call retries; a start-up connection test retried 10
+# times 10 s apart) would replace role_stash's bounded ones.
+_OPERATOR_ONLY = RETRY_OPTIONS + ("max_retries", "retry_interval")
 
 # Retries of a call made alone, where [database] says nothing: a metadata
 # GET is waited on by a guest, so a few short tries rather than oslo.db's
@@ -112,7 +116,7 @@ def context_manager_from_config(conf, group="database"):
             f"[{group}] connection", "not set in the configuration")
     options = {name: section[name] for name in _CONFIG_OPTIONS
                if section[name] not in (None, "")
-               and (name not in RETRY_OPTIONS
+               and (name not in _OPERATOR_ONLY
                     or _set_by_operator(conf, name, group))}
     options.setdefault("slave_connection", None)
     return context_manager_from_url(section.connection, **options)

@@ -222,5 +222,7 @@ def test_from_config_follows_only_what_the_operator_set(tmp_path):
                     "db_max_retries = 3\n")
     conf(args=[], default_config_files=[str(path)])
     context_manager = engines.context_manager_from_config(conf)
-    _, _, retries = engines._configured(context_manager)
+    _, engine_args, retries = engines._configured(context_manager)
     assert retries == {"db_max_retries": 3}
+    # No start-up connection test retried 10 times 10 s apart.
+    assert engine_args["max_retries"] == 0
