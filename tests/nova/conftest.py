@@ -25,6 +25,7 @@ import sqlalchemy as sa
 nova_conf = pytest.importorskip("nova.conf", reason="the nova extra is not installed")
 
 from keystone.assignment import schema as keystone_role_schema  # noqa: E402
+from keystoneauth1 import loading as ks_loading  # noqa: E402
 from keystone.common import validation as keystone_validation  # noqa: E402
 from keystone import exception as keystone_exception  # noqa: E402
 import nova.context  # noqa: E402
@@ -35,6 +36,7 @@ from nova import objects as nova_objects  # noqa: E402
 
 from role_stash import api  # noqa: E402
 from role_stash import migration  # noqa: E402
+from role_stash import vendordata  # noqa: E402
 
 CONF = nova_conf.CONF
 
@@ -259,6 +261,28 @@ def network_and_flavor():
             root_gb=1, ephemeral_gb=0, swap=0, rxtx_factor=1.0,
             vcpu_weight=None, disabled=False, is_public=True,
             extra_specs={}, description=None)}
+
+
+@pytest.fixture
+def service_account():
+    """service_account(endpoint, token): configure [vendordata_dynamic_auth]
+    with keystoneauth1's admin_token plugin (standing in for a Keystone
+    account), every call then carrying token; undone after the test."""
+    group = vendordata.AUTH_GROUP
+    vendordata.register_options(CONF)
+    CONF.register_opts(
+        ks_loading.get_auth_plugin_conf_options("admin_token"), group)
+    names = ("auth_type", "token", "endpoint")
+
+    def configure(endpoint, token):
+        for name, value in zip(names, ("admin_token", token, endpoint)):
+            CONF.set_override(name, value, group=group)
+        vendordata.forget_sessions()  # the account was just configured
+
+    yield configure
+    for name in names:
+        CONF.clear_override(name, group=group)
+    vendordata.forget_sessions()
 
 
 # --- Nova contexts and instances -------------------------------------------

@@ -9,7 +9,6 @@ import json
 import logging
 import threading
 
-from keystoneauth1 import loading as ks_loading
 from nova.api.metadata import base as metadata_base
 from nova.api.metadata import vendordata_dynamic
 from nova import objects
@@ -331,23 +330,16 @@ def test_a_database_without_the_cache_table_serves_as_nova_would(
 
 def test_end_to_end_create_get_cache_revalidate_stale_delete(
         service, nova_context_manager, nova_repository, make_user_context,
-        new_uuid, monkeypatch, network_and_flavor):
+        new_uuid, monkeypatch, network_and_flavor, service_account):
     """The whole flow, with Nova's own metadata handler running the
     drop-in: create (row and stash in one transaction), GETs served from
     the cache until expiry, revalidated with the ETag, stale while the
     service is down within stale-if-error, and the cache gone with the
     stash. The service checks Nova's headers and the service token."""
     conf = vendordata.cfg.CONF
-    group = vendordata.AUTH_GROUP
-    conf.register_opts(ks_loading.get_auth_plugin_conf_options("admin_token"),
-                       group)
-    auth = {"auth_type": "admin_token", "token": "service-token-42",
-            "endpoint": service.url}
-    for name, value in auth.items():
-        conf.set_override(name, value, group=group)
+    service_account(service.url, "service-token-42")
     conf.set_override("vendordata_providers", ["DynamicJSON"], group="api")
     conf.set_override("local_metadata_per_cell", True, group="api")
-    vendordata.forget_sessions()
     monkeypatch.setattr(vendordata_dynamic, "DynamicVendorData",
                         vendordata.DynamicVendorData)
     monkeypatch.setattr(metadata_base.security_group_api,
@@ -396,8 +388,5 @@ def test_end_to_end_create_get_cache_revalidate_stale_delete(
         nova_repository.delete_stash(instance_uuid)
         assert nova_repository.get_replies(instance_uuid) == {}
     finally:
-        for name in auth:
-            conf.clear_override(name, group=group)
         conf.clear_override("vendordata_providers", group="api")
         conf.clear_override("local_metadata_per_cell", group="api")
-        vendordata.forget_sessions()

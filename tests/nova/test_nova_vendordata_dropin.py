@@ -6,7 +6,6 @@ stash, and honours Nova's options."""
 import json
 import logging
 
-from keystoneauth1 import loading as ks_loading
 from nova.api.metadata import base as metadata_base
 from nova.api.metadata import vendordata_dynamic
 import nova.conf as nova_conf
@@ -155,27 +154,13 @@ def test_one_session_serves_every_request(booted, vendordata_server):
 
 
 def test_a_configured_service_account_sends_its_token(
-        booted, vendordata_server, caplog):
+        booted, vendordata_server, service_account, caplog):
     """[vendordata_dynamic_auth] names an account: every call carries the
     service's token (keystoneauth1's admin_token plugin stands in for a
     Keystone here), and the token is never logged."""
-    conf = vendordata.cfg.CONF
-    vendordata.register_options(conf)
-    group = vendordata.AUTH_GROUP
-    conf.register_opts(ks_loading.get_auth_plugin_conf_options("admin_token"),
-                       group)
-    overrides = {"auth_type": "admin_token", "token": "service-token-1234",
-                 "endpoint": vendordata_server.url}
-    for name, value in overrides.items():
-        conf.set_override(name, value, group=group)
-    vendordata.forget_sessions()  # the account was just configured
+    service_account(vendordata_server.url, "service-token-1234")
     caplog.set_level(logging.DEBUG)
-    try:
-        vendordata.DynamicVendorData(instance=booted()).get()
-    finally:
-        for name in overrides:
-            conf.clear_override(name, group=group)
-        vendordata.forget_sessions()
+    vendordata.DynamicVendorData(instance=booted()).get()
     assert vendordata_server.headers[-1]["X-Auth-Token"] == (
         "service-token-1234")
     assert not [record for record in caplog.records
