@@ -16,6 +16,7 @@ retried on deadlock and lost connection.
 
 import datetime
 import logging
+import threading
 
 from oslo_utils import timeutils
 import sqlalchemy as sa
@@ -117,6 +118,7 @@ class StashRepository:
         self._context_manager = context_manager
         self._owns_context_manager = _owns_context_manager
         self._engines = None
+        self._engines_lock = threading.Lock()
 
     @classmethod
     def from_url(cls, url=None, **options):
@@ -145,11 +147,19 @@ class StashRepository:
         lone = self._engines
         if lone is None or lone.factory is not engines.factory_of(
                 self._context_manager):
-            # Built anew when a test suite patched another factory into
-            # the context manager (Nova's does, per test).
-            lone = self._engines = engines.LoneEngines(
-                self._context_manager, lambda name: (
-                    dialects.for_dialect(name).read_engine_options))
+            # Under the lock: threads making their first calls at once
+            # would each build a reader engine, and hold its connections.
+            with self._engines_lock:
+                lone = self._engines
+                if lone is None or lone.factory is not engines.factory_of(
+                        self._context_manager):
+                    # Built anew when a test suite patched another factory
+                    # into the context manager (Nova's does, per test).
+                    if lone is not None:
+                        lone.close()
+                    lone = self._engines = engines.LoneEngines(
+                        self._context_manager, lambda name: (
+                            dialects.for_dialect(name).read_engine_options))
         return lone
 
     def _statements(self):

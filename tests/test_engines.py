@@ -6,6 +6,7 @@ import gc
 import inspect
 import logging
 import os
+import threading
 import time
 
 from oslo_config import cfg
@@ -226,3 +227,45 @@ def test_from_config_follows_only_what_the_operator_set(tmp_path):
     assert retries == {"db_max_retries": 3}
     # No start-up connection test retried 10 times 10 s apart.
     assert engine_args["max_retries"] == 0
+
+
+def test_threads_making_their_first_calls_at_once_share_one_read_engine(
+        migrated_url):
+    """A worker's threads start reading together (a boot storm at service
+    start): one engine of lone reads serves them all, so the process holds
+    no connections beyond the threads'. Several rounds: the race is
+    narrow."""
+    threads, rounds = 8, 5
+    served_by = set()
+
+    def record(conn, cursor, statement, parameters, context, many):
+        served_by.add(id(conn.engine))
+
+    sa.event.listen(sa.Engine, "before_cursor_execute", record)
+    try:
+        for _ in range(rounds):
+            served_by.clear()
+            repository = api.StashRepository.from_url(migrated_url)
+            start = threading.Barrier(threads)
+            outcomes = []
+
+            def first_read():
+                start.wait(timeout=30)
+                try:
+                    repository.get_stash(INSTANCE)
+                except exception.StashNotFound as error:
+                    outcomes.append(error)
+
+            workers = [threading.Thread(target=first_read)
+                       for _ in range(threads)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(timeout=60)
+            try:
+                assert len(outcomes) == threads
+                assert served_by == {id(repository._lone.reader())}
+            finally:
+                repository.close()
+    finally:
+        sa.event.remove(sa.Engine, "before_cursor_execute", record)
