@@ -4,7 +4,7 @@ Usage: python -m benchmarks [--quick] [--calls N] [--json PATH]
            [--plot FILE.png] [--backends sqlite,postgresql,mariadb]
            [--postgresql-url URL] [--mariadb-url URL] [--sqlite-url URL]
            [--use-existing-database] [--profile BACKEND]
-           [--storm 8x4,16x1] [--storm-seconds S]
+           [--storm 8x4,16x1] [--storm-seconds S] [--read-cost]
 (python benchmarks/run.py takes the same arguments.)
 
 Per backend, in a database it creates and drops (--use-existing-database:
@@ -48,6 +48,13 @@ opens one StashRepository, shared by its threads. The server counts the
 connections each side holds while it runs. A single-threaded worker (1x1,
 1 s) runs first. SQLite has no server to count with: no storm.
 
+Read cost (scenarios/read_cost.py, --read-cost, at the largest size):
+where a read's client time goes, as instructions per read counted by
+valgrind's callgrind (repeatable on a busy machine, unlike seconds), layer
+by layer from the raw driver up to get_stash: SQLAlchemy's pool, Core on a
+held Connection, a Connection per read, role_stash; and Core on an engine
+without oslo.db's listeners beside them. A few minutes per driver.
+
 --json PATH writes a list of records. Timing records have the keys
 backend, driver (the repository's), raw_driver, operation ("read",
 "write", "bulk_read"), rows, p50_us, p99_us, raw_p50_us, raw_p99_us,
@@ -61,6 +68,9 @@ records have operation "storm" and the keys backend, driver, raw_driver,
 rows, layout ("8x4"), workers, threads, seconds, reads_per_s,
 raw_reads_per_s, ratio_reads_per_s, the p50/p99 keys above (latency under
 load), connections, raw_connections (the most the server saw at once).
+Read-cost records have operation "read_cost" and the keys backend, driver,
+layer, rows, reads, instructions_per_read, added (over the layer below;
+null for the first and for the comparison layer plain_core).
 --plot FILE.png draws the read latency distributions and the storm
 throughput.
 """

@@ -9,6 +9,7 @@ import benchmarks
 from benchmarks import database as databases
 from benchmarks import report
 from benchmarks.scenarios import boot_storm
+from benchmarks.scenarios import read_cost
 from benchmarks.scenarios import single_call
 from benchmarks.scenarios import vendordata_get
 
@@ -70,6 +71,9 @@ def parse_args(argv):
                         "comma-separated; 'none' skips the storm")
     parser.add_argument("--storm-seconds", metavar="S", type=float,
                         help="seconds per storm (default: 20, --quick: 3)")
+    parser.add_argument("--read-cost", action="store_true",
+                        help="count each layer's client instructions per "
+                        "read under valgrind (a few minutes per driver)")
     args = parser.parse_args(argv)
     unknown = set(args.backends) - set(databases.BACKENDS)
     if unknown:
@@ -125,6 +129,11 @@ def main(argv=None):
                     database, args.storm, settings.storm_seconds)
                 records += storm_records
                 notes += storm_notes
+            if args.read_cost:
+                cost_records, cost_notes = read_cost.run(
+                    database, args.calls or read_cost.READS)
+                records += cost_records
+                notes += cost_notes
     print(report.text(records, notes, time.perf_counter() - started))
     if args.json:
         report.write_json(records, args.json)

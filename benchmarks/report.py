@@ -10,13 +10,16 @@ STORM_COLUMNS = ("backend", "driver", "raw_driver", "layout",
                  "reads_per_s", "raw_reads_per_s", "ratio_reads_per_s",
                  "p50_us", "p99_us", "raw_p50_us", "raw_p99_us", "ratio_p99",
                  "connections", "raw_connections")
+READ_COST_COLUMNS = ("backend", "driver", "layer", "instructions_per_read",
+                     "added")
 # Left-aligned: the names; right-aligned: the figures.
-_NAMES = {"backend", "driver", "raw_driver", "operation", "layout"}
+_NAMES = {"backend", "driver", "raw_driver", "operation", "layout", "layer"}
 
 
 def format_table(records, columns):
     """Return the records as an aligned text table of columns."""
-    rows = [columns] + [tuple(str(record[column]) for column in columns)
+    rows = [columns] + [tuple("-" if record[column] is None
+                              else str(record[column]) for column in columns)
                         for record in records]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     return "\n".join(
@@ -30,10 +33,16 @@ def text(records, notes, seconds):
     timings = [record for record in records
                if "p50_us" in record and record["operation"] != "storm"]
     storms = [record for record in records if record["operation"] == "storm"]
+    costs = [record for record in records
+             if record["operation"] == "read_cost"]
     parts = [format_table(timings, TIMING_COLUMNS)]
     if storms:
         parts.append("boot storm (reads of get_stash, all workers at once):\n"
                      + format_table(storms, STORM_COLUMNS))
+    if costs:
+        parts.append("read cost (client instructions per read, by layer; "
+                     "added: over the layer above):\n"
+                     + format_table(costs, READ_COST_COLUMNS))
     parts.append("\n".join(notes))
     parts.append(f"total {seconds:.1f} s")
     return "\n\n".join(parts)

@@ -1,5 +1,6 @@
 """The benchmark runs quickly on each backend and writes its records."""
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -127,3 +128,31 @@ def test_boot_storm_counts_reads_and_server_connections(database_url,
         assert record["raw_connections"] == (
             record["workers"] * record["threads"]), record
         assert record["connections"] >= record["workers"], record
+        # A worker's threads share its one pool of lone reads.
+        assert record["connections"] <= (
+            record["workers"] * record["threads"]), record
+
+
+def test_every_read_cost_layer_reads_the_same_stash(repository, monkeypatch):
+    """Each layer the read-cost ladder counts under callgrind reads the
+    stash the repository wrote: the instructions counted are a read's."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from benchmarks.scenarios import read_cost
+
+    instance = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+    roles = ("member", "reader", "admin")
+    repository.stash_roles(instance, project_id="p", user_id="u",
+                           roles=list(roles))
+    url = repository._lone.writer().url
+    arrays = url.get_backend_name() == "postgresql"
+    for layer, _ in read_cost.LAYERS:
+        with contextlib.ExitStack() as stack:
+            found = read_cost._read_of(layer, url, arrays, stack)(instance)
+        if layer == "repository":
+            assert found.roles == roles, layer
+        elif arrays:
+            [row] = found
+            assert (row[1], tuple(row[8])) == (instance, roles), layer
+        else:
+            assert [(row[1], row[8]) for row in found] == [
+                (instance, name) for name in roles], layer
