@@ -25,7 +25,9 @@ from oslo_db import exception as db_exc
 from oslo_db import options as db_options
 from oslo_db.sqlalchemy import enginefacade
 from oslo_db.sqlalchemy import engines as oslo_engines
+from oslo_db.sqlalchemy import exc_filters
 import sqlalchemy as sa
+from sqlalchemy.engine import events as sa_events
 from sqlalchemy.engine import make_url
 
 from role_stash import exception
@@ -156,6 +158,51 @@ def _set_by_operator(conf, key, group="database"):
             is not cfg.Locations.opt_default)
 
 
+def on_engine_create_hooks(context_manager):
+    """The functions enginefacade calls on each engine it creates for the
+    context manager (append_on_engine_create: Nova's osprofiler tracing)."""
+    return list(factory_of(context_manager)._facade_cfg["on_engine_create"])
+
+
+# oslo.db's error filters keep the cause of a failed savepoint rollback for
+# the error that follows it: a rollback_savepoint listener stores it, and
+# commit and rollback listeners clear it. {event: the listener's name}.
+_SAVEPOINT_CAUSE_LISTENERS = {
+    "rollback_savepoint": "rollback_savepoint",
+    "commit": "pop_exc_tx",
+    "rollback": "pop_exc_tx",
+}
+_CONNECTION_EVENTS = tuple(
+    name for name in dir(sa_events.ConnectionEvents)
+    if not name.startswith("_") and name != "dispatch")
+
+
+def drop_savepoint_cause_listeners(engine):
+    """Remove the savepoint-cause listeners of oslo.db's error filters from
+    an engine on which no call opens a savepoint, where they never have
+    anything to keep or clear; return the events they were removed from.
+
+    Any listener of Connection events makes SQLAlchemy dispatch every
+    event point of every Connection, and a lone read makes a Connection
+    per call: their cost is paid on each read for nothing. The error
+    filters themselves (handle_error) stay. When no Connection event
+    listener is left, the engine's own "has events" flag goes: SQLAlchemy
+    sets it again on the next listen, and a listener on the Engine class
+    still counts through the class's flag.
+    """
+    removed = []
+    for event, name in _SAVEPOINT_CAUSE_LISTENERS.items():
+        for listener in list(getattr(engine.dispatch, event)):
+            if (getattr(listener, "__module__", None) == exc_filters.__name__
+                    and getattr(listener, "__name__", None) == name):
+                sa.event.remove(engine, event, listener)
+                removed.append(event)
+    if not any(getattr(engine.dispatch, event)
+               for event in _CONNECTION_EVENTS):
+        engine.__dict__.pop("_has_events", None)
+    return removed
+
+
 def transaction_factory(transaction):
     """The factory an open enginefacade transaction belongs to."""
     return transaction.factory
@@ -214,6 +261,7 @@ class LoneEngines:
                 self._url = url
                 self._engine_args = engine_args
                 self._read_options = read_engine_options(self.dialect_name)
+                self._hooks = on_engine_create_hooks(context_manager)
         retry = _retry_policy(retry_settings)
         self.run = retry(self._run)
         self.run_in_autocommit = retry(self._run_in_autocommit)
@@ -250,7 +298,8 @@ class LoneEngines:
             with self._lock:
                 if self._reader is None:
                     self._reader = _read_engine(
-                        self._url, self._engine_args, self._read_options)
+                        self._url, self._engine_args, self._read_options,
+                        self._hooks)
                 reader = self._reader
         return reader
 
@@ -268,20 +317,26 @@ class LoneEngines:
                 self._reader = None
 
 
-def _read_engine(url, engine_args, options):
+def _read_engine(url, engine_args, options, hooks):
     """Return an engine built by oslo.db from the context manager's
     engine_args (pool sizes, recycle time, sql_mode, fork guard, error
     filters, tracing), with the SQLAlchemy options given, its bound
     parameters hidden, and no start-up connection test (max_retries=0):
     the first call's own retry handles an unreachable database, within its
-    bounds."""
+    bounds. Lone calls open no savepoint on it (see
+    drop_savepoint_cause_listeners). Then, as enginefacade does with its
+    own engines, the context manager's on_engine_create hooks."""
     def create(url, **arguments):
         engine = sa.create_engine(
             url, **{**arguments, **options, "hide_parameters": True})
         return engine, engine
 
-    return oslo_engines.create_engine(
+    engine = oslo_engines.create_engine(
         url, **{**engine_args, "max_retries": 0}, _engine_target=create)
+    drop_savepoint_cause_listeners(engine)
+    for hook in hooks:
+        hook(engine)
+    return engine
 
 
 def _retry_policy(settings):

@@ -63,6 +63,23 @@ def test_oslo_db_internals_role_stash_reads_are_there():
     url, engine_args, retries = engines._configured(context_manager)
     assert url == "sqlite://"
     assert engine_args["max_retries"] == 10
+    hook = object()
+    context_manager.append_on_engine_create(hook)
+    assert engines.on_engine_create_hooks(context_manager) == [hook]
+    # oslo.db's error filters: the savepoint-cause listeners role_stash
+    # drops from its own engine, found by their names, and handle_error.
+    for url in ("mysql+pymysql://root@127.0.0.1:1/test", "sqlite://"):
+        engine = oslo_engines.create_engine(url, max_retries=0)
+        assert engines.drop_savepoint_cause_listeners(engine) == [
+            "rollback_savepoint", "commit", "rollback"]
+        assert list(engine.dialect.dispatch.handle_error)
+        # SQLite keeps one Connection event listener of oslo.db's (its
+        # BEGIN), and so the engine's own flag; nothing is left on MySQL
+        # (a listener on the Engine class, which other tests add, would
+        # still count through the class's flag).
+        assert engine.__dict__.get("_has_events", False) == (
+            engine.dialect.name == "sqlite")
+        engine.dispose()
 
 
 def test_the_read_engine_follows_the_callers_database_settings(migrated_url):
@@ -269,3 +286,52 @@ def test_threads_making_their_first_calls_at_once_share_one_read_engine(
                 repository.close()
     finally:
         sa.event.remove(sa.Engine, "before_cursor_execute", record)
+
+
+def test_a_hook_on_the_callers_context_manager_sees_lone_reads(
+        migrated_url):
+    """Nova attaches osprofiler's tracing to each engine of its context
+    managers with append_on_engine_create: role_stash's engine of lone
+    reads gets the same hooks, so the trace sees the metadata GET."""
+    traced = []
+
+    def trace(engine):
+        sa.event.listen(engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, *args: traced.append(
+                            statement))
+
+    context_manager = callers_context_manager(migrated_url)
+    context_manager.append_on_engine_create(trace)
+    repository = api.StashRepository(context_manager)
+    try:
+        repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                               roles=ROLES)
+        traced.clear()
+        assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
+        assert any("role_stashes" in statement for statement in traced)
+    finally:
+        repository.delete_stash(INSTANCE)
+        repository.close()
+        context_manager.dispose_pool()
+
+
+def test_connection_trace_comments_the_lone_reads(migrated_url):
+    """[database] connection_trace: oslo.db's listener appends the calling
+    code to each statement, lone reads included."""
+    executed = []
+
+    def record(conn, cursor, statement, *args):
+        executed.append(statement)
+
+    repository = api.StashRepository.from_url(migrated_url,
+                                              connection_trace=True)
+    sa.event.listen(sa.Engine, "after_cursor_execute", record)
+    try:
+        with pytest.raises(exception.StashNotFound):
+            repository.get_stash(INSTANCE)
+    finally:
+        sa.event.remove(sa.Engine, "after_cursor_execute", record)
+        repository.close()
+    [select] = [statement for statement in executed
+                if "role_stashes" in statement]
+    assert "-- File: " in select and "get_stash" in select, select
