@@ -63,6 +63,7 @@ class StreamingReplication:
 
     def __init__(self):
         self.folder = pathlib.Path(tempfile.mkdtemp(prefix="role_stash_replica_"))
+        self.faults = {"replay paused": 0, "replica stopped": 0}
         # The postgres user goes through it to the standby's folder.
         self.folder.chmod(0o755)
         self._replica = None
@@ -131,11 +132,13 @@ class StreamingReplication:
         """Shut the standby down (fast shutdown) and wait for it."""
         self._replica.send_signal(signal.SIGINT)
         self._replica.wait(timeout=REPLICA_SECONDS)
+        self.faults["replica stopped"] += 1
 
     def pause_replay(self):
         """Stop the standby applying what it receives; return once it has
         (from then on the primary's new writes are not on the replica)."""
         self.query("replica", "SELECT pg_wal_replay_pause()")
+        self.faults["replay paused"] += 1
         self._wait_for("replica",
                        "SELECT pg_get_wal_replay_pause_state() = 'paused'")
 
@@ -199,6 +202,17 @@ class StreamingReplication:
                 statements[-1] += "\n" + message
         return statements
 
+    def tests_stash_reads(self, server):
+        """How many stash reads server answered to the tests' sessions."""
+        log = (self.primary_log if server == "primary"
+               else self.replica_log).read_text(errors="replace")
+        return sum(
+            1 for name, level, message in _ENTRY.findall(log)
+            if name.startswith("role_stash_") and level == "LOG"
+            and _STATEMENT.match(message)
+            and message.split(": ", 1)[1].lstrip().upper().startswith("SELECT")
+            and "role_stashes" in message)
+
     def stash_reads(self, server, application_name):
         """The reads of role_stashes that server answered to sessions
         named application_name."""
@@ -215,12 +229,14 @@ class StreamingReplication:
 
 
 _unavailable = []
+_figures = []
 
 
 @pytest.fixture(scope="session")
 def replication():
     """A primary with role_stash's schema at head, and its streaming hot
     standby, caught up."""
+    began = time.monotonic()
     if _unavailable:
         _skip_or_fail(_unavailable[0])
     try:
@@ -234,9 +250,18 @@ def replication():
             migration.upgrade(connection)
         engine.dispose()
         servers.wait_replayed()
+        ready = time.monotonic() - began
         yield servers
+        _figures.append({
+            "started_in_s": round(ready, 1),
+            **{f"stash reads answered by the {server}":
+               servers.tests_stash_reads(server)
+               for server in ("primary", "replica")},
+            **servers.faults})
     finally:
         servers.close()
+        if _figures:
+            _figures[-1]["up_for_s"] = round(time.monotonic() - began, 1)
 
 
 def _skip_or_fail(reason):
@@ -247,6 +272,9 @@ def _skip_or_fail(reason):
 
 
 def pytest_terminal_summary(terminalreporter):
+    for figures in _figures:
+        terminalreporter.write_line("role_stash postgresql replica: " + ", ".join(
+            f"{name} {value}" for name, value in figures.items()))
     for reason in _unavailable:
         terminalreporter.write_line(
             f"BACKEND POSTGRESQL REPLICA MISSING: its tests did not run "
