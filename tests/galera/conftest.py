@@ -173,7 +173,7 @@ class GaleraCluster:
         for node in self.nodes:
             (node.folder / "data").mkdir(parents=True)
             provider_options = ";".join((
-                f"base_host=127.0.0.1", f"base_port={node.gcomm_port}",
+                "base_host=127.0.0.1", f"base_port={node.gcomm_port}",
                 f"gmcast.listen_addr=tcp://127.0.0.1:{node.gcomm_port}",
                 f"ist.recv_addr=127.0.0.1:{node.ist_port}",
                 "gcache.size=64M",
@@ -509,13 +509,6 @@ def server_conflicts(cluster):
                              "wsrep_local_bf_aborts")
         conflicts[node.name] = sum(int(value) for value in status.values())
     return conflicts
-
-
-@pytest.fixture
-def server_conflict_counts():
-    """server_conflict_counts(cluster): {node: certification failures and
-    brute-force aborts}, read from each node's wsrep status."""
-    return server_conflicts
 
 
 # --- The ledger: what callers were told, and the audit ---------------------
