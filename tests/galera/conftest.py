@@ -383,7 +383,7 @@ def galera_run():
     return GaleraRun()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def galera(galera_report):
     """A running three-node cluster, every node Synced; stopped and
     removed after the last Galera test, whatever happened."""
@@ -421,7 +421,7 @@ def _skip_or_fail(reason):
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def galera_database(galera):
     """The test database, made through node 1 and migrated to head by
     role_stash's migrations; its name."""

@@ -232,7 +232,7 @@ _unavailable = []
 _figures = []
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def replication():
     """A primary with role_stash's schema at head, and its streaming hot
     standby, caught up."""
