@@ -67,6 +67,15 @@ class StreamingReplication:
         # The postgres user goes through it to the standby's folder.
         self.folder.chmod(0o755)
         self._replica = None
+        self.primary = None
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self):
+        """Start the primary, copy it, start the standby."""
         self._programs = self._program_paths()
         self.primary = testing.postgresql.Postgresql(
             postgres_args=f"-h 127.0.0.1 -F {LOGGING}",
@@ -222,10 +231,14 @@ class StreamingReplication:
                 and "role_stashes" in statement]
 
     def close(self):
-        if self._replica is not None and self._replica.poll() is None:
-            self.stop_replica()
-        self.primary.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Stop what started and remove the folders, whatever failed."""
+        try:
+            if self._replica is not None and self._replica.poll() is None:
+                self.stop_replica()
+        finally:
+            if self.primary is not None:
+                self.primary.stop()
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _unavailable = []
