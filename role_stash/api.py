@@ -11,7 +11,10 @@ has a transaction open (from the same transaction context manager) joins
 it, so the stash commits or rolls back with the caller's work; it is then
 not retried, since the caller owns the transaction. Otherwise the method
 runs alone: a write in a transaction of its own, a read in autocommit, both
-retried on deadlock and lost connection.
+retried on deadlock and lost connection. With a read replica configured
+([database] slave_connection), the lone metadata reads (get_stash,
+get_stash_and_replies, get_stashes) ask it first, and the primary for what
+it lacks.
 """
 
 import datetime
@@ -191,9 +194,14 @@ class StashRepository:
         joined = self._joined_transaction(context, writer)
         with engines.translated_errors(conflict):
             if joined:
-                manager = (self._context_manager.writer if writer
-                           else self._context_manager.reader)
-                with manager.connection.using(context) as connection:
+                # A read joins whatever reader the caller opened, an
+                # async one (on the replica) included, as oslo.db's
+                # reader.allow_async does for a DB API read (last: a
+                # .connection after it would drop it).
+                manager = (self._context_manager.writer.connection if writer
+                           else self._context_manager.reader.connection
+                           .allow_async)
+                with manager.using(context) as connection:
                     return work(connection)
             return self._lone.run(writer, work)
 
@@ -249,11 +257,32 @@ class StashRepository:
             user_domain_id=getattr(context, "user_domain_id", None),
             replace=replace, context=context)
 
-    def _read(self, statements, statement, parameters, context):
-        """Return {stash id: Stash} of one of statements' with_roles()
-        SELECTs."""
-        return self._run(False, context, lambda connection: statements.fold(
-            connection.execute(statement, parameters)))
+    def _read_replica_first(self, context, read, instance_uuids):
+        """Return {instance_uuid: value} of read(connection, uuids).
+
+        A lone call with a read replica configured ([database]
+        slave_connection) reads there first, and asks the primary for the
+        instances the replica lacks: not replayed there yet, or all of
+        them when the replica failed. So a stash written a moment ago is
+        never answered "no stash". In the caller's transaction, or with no
+        replica, only the primary reads.
+        """
+        replica = self._lone.replica()
+        found = {}
+        if replica is not None and not self._joined_transaction(
+                context, writer=False):
+            try:
+                found = self._lone.run_on_replica(
+                    replica, lambda connection: read(connection,
+                                                     instance_uuids))
+            except exception.DatabaseError:
+                pass  # logged; the primary answers
+            instance_uuids = [instance_uuid for instance_uuid in
+                              instance_uuids if instance_uuid not in found]
+            if not instance_uuids:
+                return found
+        return {**found, **self._run(False, context, lambda connection: (
+            read(connection, instance_uuids)))}
 
     def get_stash(self, instance_uuid, *, expected_project_id=None,
                   context=None):
@@ -268,12 +297,18 @@ class StashRepository:
             expected_project_id = validation.text(expected_project_id,
                                                   "expected_project_id")
         statements = self._statements()
-        for stash in self._read(statements, statements.read_one,
-                                {"instance_uuid": instance_uuid},
-                                context).values():
-            if expected_project_id in (None, stash.project_id):
-                return stash
-        raise exception.StashNotFound(instance_uuid)
+
+        def read(connection, instance_uuids):
+            return {stash.instance_uuid: stash for stash in statements.fold(
+                connection.execute(statements.read_one, {
+                    "instance_uuid": instance_uuids[0]})).values()
+                if expected_project_id in (None, stash.project_id)}
+
+        stash = self._read_replica_first(
+            context, read, [instance_uuid]).get(instance_uuid)
+        if stash is None:
+            raise exception.StashNotFound(instance_uuid)
+        return stash
 
     def get_stash_and_replies(self, instance_uuid, *, context=None):
         """Return (Stash, {target: CachedReply}): an instance's live stash
@@ -281,13 +316,19 @@ class StashRepository:
         GET with cached vendordata). StashNotFound if no stash is live."""
         instance_uuid = validation.instance_uuid(instance_uuid)
         statements = self._statements()
-        stash, replies = self._run(
-            False, context, lambda connection: statements.fold_with_replies(
-                connection.execute(statements.read_one_with_replies,
-                                   {"instance_uuid": instance_uuid})))
-        if stash is None:
+
+        def read(connection, instance_uuids):
+            stash, replies = statements.fold_with_replies(connection.execute(
+                statements.read_one_with_replies,
+                {"instance_uuid": instance_uuids[0]}))
+            return {} if stash is None else {
+                stash.instance_uuid: (stash, replies)}
+
+        found = self._read_replica_first(
+            context, read, [instance_uuid]).get(instance_uuid)
+        if found is None:
             raise exception.StashNotFound(instance_uuid)
-        return stash, replies
+        return found
 
     def get_replies(self, instance_uuid, *, context=None):
         """Return {target: CachedReply} of an instance, stash or not."""
@@ -344,9 +385,14 @@ class StashRepository:
         if not instance_uuids:
             return {}
         statements = self._statements()
-        return {stash.instance_uuid: stash for stash in self._read(
-            statements, statements.read_many, statements.bulk_parameters(instance_uuids),
-            context).values()}
+
+        def read(connection, instance_uuids):
+            return {stash.instance_uuid: stash for stash in statements.fold(
+                connection.execute(statements.read_many,
+                                   statements.bulk_parameters(
+                                       instance_uuids))).values()}
+
+        return self._read_replica_first(context, read, instance_uuids)
 
     def list_stashes(self, *, project_id=None, role=None, marker=None,
                      limit=None, context=None):

@@ -6,8 +6,9 @@ transactions it then joins. For calls made alone it adds at most one engine
 of its own, for reads (in autocommit where the dialect says so, and then
 also PostgreSQL's one-statement write), built by oslo.db from the same
 [database] settings as the context manager's engines, with the options of
-dialects.Statements.read_engine_options; lone writes run on the context
-manager's own writer engine.
+dialects.Statements.read_engine_options; with [database] slave_connection,
+one more, built the same way on the replica, for the lone metadata reads.
+Lone writes run on the context manager's own writer engine.
 
 oslo.db offers no public way to read a context manager's settings or an
 open transaction's factory and mode: every such access is in the
@@ -16,6 +17,8 @@ loudly if oslo.db changes them.
 """
 
 import contextlib
+import datetime
+import logging
 import os
 import threading
 
@@ -26,11 +29,14 @@ from oslo_db import options as db_options
 from oslo_db.sqlalchemy import enginefacade
 from oslo_db.sqlalchemy import engines as oslo_engines
 from oslo_db.sqlalchemy import exc_filters
+from oslo_utils import timeutils
 import sqlalchemy as sa
 from sqlalchemy.engine import events as sa_events
 from sqlalchemy.engine import make_url
 
 from role_stash import exception
+
+LOG = logging.getLogger(__name__)
 
 # The embedded default: a SQLite file in the working directory.
 DEFAULT_URL = "sqlite:///role_stash.sqlite"
@@ -57,6 +63,12 @@ _OPERATOR_ONLY = RETRY_OPTIONS + ("max_retries", "retry_interval")
 # twenty, up to ten seconds apart.
 DEFAULT_RETRIES = {"max_retries": 5, "retry_interval": 0.05,
                    "inc_retry_interval": True, "max_retry_interval": 0.5}
+
+# After a read on the replica ([database] slave_connection) fails, lone
+# reads go to the primary this long before the replica is tried again: a
+# replica that is down then costs a failed connect and a log line per
+# interval, not per metadata GET.
+REPLICA_RETRY_INTERVAL = datetime.timedelta(seconds=10)
 
 
 def resolve_url(url=None):
@@ -152,6 +164,15 @@ def _configured(context_manager):
     return url, factory._engine_args_for_conf(cfg.CONF), retries
 
 
+def _configured_replica(context_manager):
+    """The [database] slave_connection URL the context manager's async
+    reader uses (configure() value, else cfg.CONF's), or None."""
+    factory = factory_of(context_manager)
+    if not hasattr(factory, "_url_cfg"):
+        return None
+    return factory._url_args_for_conf(cfg.CONF).get("slave_connection") or None
+
+
 def _set_by_operator(conf, key, group="database"):
     """Whether a [database] option has a value other than its default."""
     return (conf.get_location(key, group).location
@@ -209,8 +230,10 @@ def transaction_factory(transaction):
 
 
 def transaction_is_reader(transaction):
-    """Whether an open enginefacade transaction is a reader's."""
-    return transaction.mode is enginefacade._READER
+    """Whether an open enginefacade transaction is a reader's, on the
+    primary or (an async reader's) on the replica."""
+    return transaction.mode in (enginefacade._READER,
+                                enginefacade._ASYNC_READER)
 
 
 def same_factory(transaction, context_manager):
@@ -248,6 +271,9 @@ class LoneEngines:
         self._lock = threading.Lock()
         self._reader = None
         self._read_options = None
+        self._replica = None
+        self._replica_url = None
+        self._replica_failed_at = None
         configured = _configured(context_manager)
         if configured is None:
             self.dialect_name = self.writer().dialect.name
@@ -262,6 +288,7 @@ class LoneEngines:
                 self._engine_args = engine_args
                 self._read_options = read_engine_options(self.dialect_name)
                 self._hooks = on_engine_create_hooks(context_manager)
+                self._replica_url = _configured_replica(context_manager)
         retry = _retry_policy(retry_settings)
         self.run = retry(self._run)
         self.run_in_autocommit = retry(self._run_in_autocommit)
@@ -303,6 +330,47 @@ class LoneEngines:
                 reader = self._reader
         return reader
 
+    def replica(self):
+        """The engine of lone reads on the replica ([database]
+        slave_connection), built as reader() is; None when there is none,
+        or when it failed less than REPLICA_RETRY_INTERVAL ago."""
+        if self._replica_url is None:
+            return None
+        failed_at = self._replica_failed_at
+        if failed_at is not None and (
+                timeutils.utcnow() - failed_at < REPLICA_RETRY_INTERVAL):
+            return None
+        replica = self._replica
+        if replica is None:
+            with self._lock:
+                if self._replica is None:
+                    self._replica = _read_engine(
+                        self._replica_url, self._engine_args,
+                        self._read_options, self._hooks)
+                replica = self._replica
+        return replica
+
+    def run_on_replica(self, engine, work):
+        """Return work(connection) on the replica engine, once: a failure
+        (a DatabaseError) is for the caller to answer from the primary,
+        and sets the replica aside for REPLICA_RETRY_INTERVAL."""
+        try:
+            with translated_errors():
+                with engine.connect() as connection:
+                    return work(connection)
+        except exception.DatabaseError as error:
+            with self._lock:
+                first = self._replica_failed_at is None or (
+                    timeutils.utcnow() - self._replica_failed_at
+                    >= REPLICA_RETRY_INTERVAL)
+                self._replica_failed_at = timeutils.utcnow()
+            if first:
+                LOG.warning(
+                    "The read replica %s failed (%s): lone reads go to the "
+                    "primary for %d s", engine.url.render_as_string(),
+                    error, REPLICA_RETRY_INTERVAL.total_seconds())
+            raise
+
     def autocommit(self):
         """The engine of lone reads if it is in autocommit, else None."""
         if (self._read_options or {}).get("isolation_level") != "AUTOCOMMIT":
@@ -310,11 +378,12 @@ class LoneEngines:
         return self.reader()
 
     def close(self):
-        """Dispose of the engine this object built (never the caller's)."""
+        """Dispose of the engines this object built (never the caller's)."""
         with self._lock:
-            if self._reader is not None:
-                self._reader.dispose()
-                self._reader = None
+            for engine in (self._reader, self._replica):
+                if engine is not None:
+                    engine.dispose()
+            self._reader = self._replica = None
 
 
 def _read_engine(url, engine_args, options, hooks):

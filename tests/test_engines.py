@@ -59,6 +59,8 @@ def test_oslo_db_internals_role_stash_reads_are_there():
     with context_manager.writer.using(context):
         assert not engines.transaction_is_reader(
             engines.open_transaction(context))
+    with context_manager.async_.using(context):
+        assert engines.transaction_is_reader(engines.open_transaction(context))
     assert engines.open_transaction(context) is None
     url, engine_args, retries = engines._configured(context_manager)
     assert url == "sqlite://"
@@ -80,6 +82,10 @@ def test_oslo_db_internals_role_stash_reads_are_there():
         assert engine.__dict__.get("_has_events", False) == (
             engine.dialect.name == "sqlite")
         engine.dispose()
+    assert engines._configured_replica(context_manager) is None
+    assert engines._configured_replica(callers_context_manager(
+        "sqlite://", slave_connection="sqlite:///replica.sqlite")) == (
+            "sqlite:///replica.sqlite")
 
 
 def test_the_read_engine_follows_the_callers_database_settings(migrated_url):
@@ -105,6 +111,39 @@ def test_the_read_engine_follows_the_callers_database_settings(migrated_url):
                 assert "ANSI" in connection.scalar(sa.text("SELECT @@sql_mode"))
     finally:
         repository.close()
+
+
+def test_the_replica_engine_follows_the_callers_database_settings(
+        migrated_url, repository):
+    """slave_connection naming the same database: the engine of lone reads
+    on it is built from the same settings as the one on the primary."""
+    sqlite = sa.make_url(migrated_url).get_backend_name() == "sqlite"
+    # SQLite's own engines (NullPool) take no pool settings.
+    pool = {} if sqlite else {"max_pool_size": 2, "max_overflow": 1,
+                              "pool_timeout": 7}
+    context_manager = callers_context_manager(
+        migrated_url, slave_connection=migrated_url,
+        connection_recycle_time=123, **pool)
+    replicated = api.StashRepository(context_manager)
+    try:
+        stash = replicated.stash_roles(INSTANCE, project_id="p",
+                                       user_id="u", roles=ROLES)
+        assert replicated.get_stash(INSTANCE) == stash
+        replica, reader = replicated._lone.replica(), replicated._lone.reader()
+        assert replica is not reader
+        assert type(replica.pool) is type(reader.pool)
+        assert replica.pool._recycle == reader.pool._recycle == 123
+        if not sqlite:
+            assert replica.pool.size() == reader.pool.size() == 2
+            assert replica.pool._max_overflow == 1
+            assert replica.pool._timeout == 7
+            assert replica.get_execution_options() == (
+                reader.get_execution_options())
+            assert replica.dialect.isolation_level == (
+                reader.dialect.isolation_level)
+    finally:
+        replicated.close()
+        context_manager.dispose_pool()
 
 
 def test_retries_follow_db_max_retries(unreachable_url, caplog):

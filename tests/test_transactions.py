@@ -164,3 +164,20 @@ def test_a_transaction_of_another_context_manager_is_refused(repository,
             raise Boom()
     with pytest.raises(exception.StashNotFound):
         repository.get_stash(INSTANCE)
+
+
+def test_reads_join_a_callers_async_reader_and_writes_are_refused_there(
+        repository, nova):
+    """An async reader transaction (on [database] slave_connection when
+    there is one) takes the stash reads, as oslo.db's reader.allow_async
+    does; a stash write cannot join it."""
+    context_manager, _, stashes = nova
+    context = RequestContext()
+    with context_manager.writer.using(context):
+        stash = stashes.stash_from_context(context, INSTANCE)
+    with context_manager.async_.using(context):
+        assert stashes.get_stash(INSTANCE, context=context) == stash
+        assert stashes.get_stashes([INSTANCE], context=context) == {
+            INSTANCE: stash}
+        with pytest.raises(exception.InvalidArgument, match="reader"):
+            stashes.stash_from_context(context, INSTANCE, replace=True)
