@@ -244,11 +244,11 @@ def nova_instance(instance_uuid=None, *, project_id="project-a",
             "boot_roles": boot_roles, "deleted": deleted}
 
 
-def insert_nova_instances(engine, instances):
+def insert_nova_instances(connection, instances):
     """INSERT instances (nova_instance() dicts) into Nova's real instances
     and instance_system_metadata tables, by Nova's own table definitions,
-    in one transaction; a deleted one gets deleted = its id, as Nova's
-    soft delete sets it."""
+    on a connection in a transaction; a deleted one gets deleted = its id,
+    as Nova's soft delete sets it. Return their UUIDs."""
     metadata = []
     for instance in instances:
         values = instance["boot_roles"]
@@ -256,21 +256,19 @@ def insert_nova_instances(engine, instances):
             for value in values if isinstance(values, list) else [values]:
                 metadata.append({"instance_uuid": instance["uuid"],
                                  "key": "boot_roles", "value": value})
-    with engine.begin() as connection:
-        connection.execute(NOVA_INSTANCES.insert(), [
-            {"uuid": instance["uuid"], "project_id": instance["project_id"],
-             "user_id": instance["user_id"], "vm_state": "active"}
-            for instance in instances])
-        if metadata:
-            connection.execute(NOVA_SYSTEM_METADATA.insert(), metadata)
-        deleted = [instance["uuid"] for instance in instances
-                   if instance["deleted"]]
-        if deleted:
-            connection.execute(
-                NOVA_INSTANCES.update()
-                .where(NOVA_INSTANCES.c.uuid.in_(deleted))
-                .values(deleted=NOVA_INSTANCES.c.id,
-                        deleted_at=sa.func.now()))
+    connection.execute(NOVA_INSTANCES.insert(), [
+        {"uuid": instance["uuid"], "project_id": instance["project_id"],
+         "user_id": instance["user_id"], "vm_state": "active"}
+        for instance in instances])
+    if metadata:
+        connection.execute(NOVA_SYSTEM_METADATA.insert(), metadata)
+    deleted = [instance["uuid"] for instance in instances
+               if instance["deleted"]]
+    if deleted:
+        connection.execute(
+            NOVA_INSTANCES.update()
+            .where(NOVA_INSTANCES.c.uuid.in_(deleted))
+            .values(deleted=NOVA_INSTANCES.c.id, deleted_at=sa.func.now()))
     return [instance["uuid"] for instance in instances]
 
 
@@ -299,10 +297,32 @@ def cell_database(_cell_context_manager):
 @pytest.fixture
 def add_instances(cell_database):
     """add_instances(*instances): the instances (nova_instance() dicts)
-    INSERTed into Nova's real tables of the cell database; returns their
-    UUIDs."""
-    engine = cell_database.writer.get_engine()
-    return lambda *instances: insert_nova_instances(engine, instances)
+    INSERTed into Nova's real tables of the cell database, committed;
+    returns their UUIDs."""
+    def add(*instances):
+        with cell_database.writer.get_engine().begin() as connection:
+            return insert_nova_instances(connection, instances)
+    return add
+
+
+@pytest.fixture
+def creating_instances(cell_database):
+    """creating_instances(*instances): a transaction, left open, of a
+    connection of its own that INSERTed the instances into Nova's tables,
+    as a server create's is before its COMMIT: the test commits it, or it
+    is rolled back after the test."""
+    opened = []
+
+    def create(*instances):
+        connection = cell_database.writer.get_engine().connect()
+        transaction = connection.begin()
+        opened.append(connection)
+        insert_nova_instances(connection, instances)
+        return transaction
+
+    yield create
+    for connection in opened:
+        connection.close()
 
 
 @pytest.fixture
