@@ -332,13 +332,9 @@ def _orphans_text(summary):
 def upgrade_check(args, context_manager):
     """Check that role_stash is ready for an upgrade (oslo.upgradecheck)."""
     repository = api.StashRepository(context_manager)
-    nova = _nova_database(args, repository)
-    if (nova.context_manager is repository.context_manager
-            and not any(_nova_settings(args))
-            and not nova.holds_nova_tables()):
-        nova = None
     checks = upgrade_checks.Checks(
-        repository, nova,
+        repository, _nova_database(args, repository),
+        nova_named=any(_nova_settings(args)),
         deleted_rows_age_days=args.conf.role_stash.deleted_rows_warn_after_days,
         orphan_grace_period=args.conf.role_stash.orphan_grace_period)
     return upgrade_checks.run(checks, json=args.json)
@@ -456,6 +452,10 @@ def _configuration(argv):
     oslo_log.register_options(conf)
     conf.register_cli_opts(_CLI_OPTIONS)
     conf.register_opts(MANAGE_OPTIONS, MANAGE_GROUP)
+    # Alembic says which implementation it took at every look at the
+    # schema; db sync prints what it applied.
+    conf.set_default("default_log_levels", oslo_log.get_default_log_levels()
+                     + ["alembic.runtime.migration=WARN"])
     conf.register_cli_opt(cfg.SubCommandOpt(
         "command", title="commands", handler=add_commands))
     conf(args=argv, project="role_stash", prog="role-stash-manage",

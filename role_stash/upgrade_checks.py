@@ -51,13 +51,16 @@ class Checks(upgradecheck.UpgradeCommands):
     """The upgrade checks of role_stash's database, and of its stashes
     against Nova's instances when Nova's database is known."""
 
-    def __init__(self, repository, nova=None, *,
+    def __init__(self, repository, nova=None, *, nova_named=True,
                  deleted_rows_age_days=DELETED_ROWS_AGE_DAYS,
                  orphan_grace_period=orphans.GRACE_PERIOD):
         """repository: a StashRepository; nova: a nova_db.NovaDatabase, or
-        None when Nova's database is not known."""
+        None when Nova's database is not known; nova_named False when nova
+        is only role_stash's own database, checked only if it holds Nova's
+        tables."""
         self._repository = repository
         self._nova = nova
+        self._nova_named = nova_named
         self._deleted_rows_age_days = deleted_rows_age_days
         self._orphan_grace_period = orphan_grace_period
 
@@ -149,7 +152,8 @@ class Checks(upgradecheck.UpgradeCommands):
 
     def _check_orphans(self):
         """No live stash whose instance Nova deleted, or has no row of."""
-        if self._nova is None:
+        if self._nova is None or not (self._nova_named
+                                      or self._nova.holds_nova_tables()):
             return Result(Code.SUCCESS, "Not checked: Nova's database is not "
                                         "known, and role_stash's holds no "
                                         "Nova tables. To check, run "
