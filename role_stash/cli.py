@@ -34,6 +34,7 @@ from role_stash import exception
 from role_stash import migration
 from role_stash import nova_db
 from role_stash import nova_import
+from role_stash import opts
 from role_stash import orphans
 from role_stash import upgrade_checks
 
@@ -45,9 +46,6 @@ BAD_INPUT = 2
 NOT_FOUND = 3
 CONFLICT = 4
 
-# role-stash-manage's own [role_stash] options (see opts.list_opts).
-MANAGE_GROUP = "role_stash"
-MANAGE_OPTIONS = orphans.OPTIONS + upgrade_checks.OPTIONS
 
 _CLI_OPTIONS = [
     cfg.StrOpt(
@@ -451,7 +449,7 @@ def _configuration(argv):
     conf = cfg.ConfigOpts()
     oslo_log.register_options(conf)
     conf.register_cli_opts(_CLI_OPTIONS)
-    conf.register_opts(MANAGE_OPTIONS, MANAGE_GROUP)
+    conf.register_opts(opts.MANAGE_OPTIONS, opts.MANAGE_GROUP)
     # Alembic says which implementation it took at every look at the
     # schema; db sync prints what it applied.
     conf.set_default("default_log_levels", oslo_log.get_default_log_levels()
@@ -513,27 +511,38 @@ def main(argv=None):
         return BAD_INPUT
 
 
+_EXIT_CODES = (
+    ((exception.InvalidArgument, cfg.Error, sa.exc.ArgumentError), BAD_INPUT,
+     ""),
+    ((exception.StashNotFound, exception.MarkerNotFound), NOT_FOUND, ""),
+    ((exception.StashConflict,), CONFLICT, ""),
+    ((exception.DatabaseUnavailable,), DATABASE_FAILURE,
+     "cannot reach the database: "),
+    ((exception.DatabaseError,), DATABASE_FAILURE, ""),
+)
+
+
 def _run(args):
-    """Run the command args name; return its exit code."""
+    """Run the command args name; return its exit code. role_stash's
+    errors are printed, one line, their messages free of bound values."""
+    command = " ".join(filter(None, (
+        args.conf.command.name, getattr(args, "db_command", None),
+        getattr(args, "upgrade_command", None))))
     try:
         with engines.translated_errors():
-            return args.run(args, _context_manager(args.conf, args))
-    except (exception.InvalidArgument, cfg.Error,
-            sa.exc.ArgumentError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return BAD_INPUT
-    except (exception.StashNotFound, exception.MarkerNotFound) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return NOT_FOUND
-    except exception.StashConflict as error:
-        print(f"error: {error}", file=sys.stderr)
-        return CONFLICT
-    except exception.DatabaseUnavailable as error:
-        print(f"error: cannot reach the database: {error}", file=sys.stderr)
-        return DATABASE_FAILURE
-    except exception.DatabaseError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return DATABASE_FAILURE
+            context_manager = _context_manager(args.conf, args)
+            LOG.debug("role-stash-manage %s on %s", command, make_url(
+                engines.configured_url(context_manager)).render_as_string(
+                    hide_password=True))
+            return args.run(args, context_manager)
+    except tuple(error for errors, _, _ in _EXIT_CODES
+                 for error in errors) as error:
+        for errors, code, prefix in _EXIT_CODES:
+            if isinstance(error, errors):
+                LOG.debug("role-stash-manage %s failed (exit %d): %s",
+                          command, code, error)
+                print(f"error: {prefix}{error}", file=sys.stderr)
+                return code
 
 
 if __name__ == "__main__":
