@@ -14,10 +14,12 @@ from sqlalchemy.engine import make_url
 
 from role_stash import cli
 from role_stash import migration
+from role_stash import models
 from role_stash import upgrade_checks
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 WARNING, FAILURE, ERROR = 1, 2, 255
+STASHES = models.Stash.__table__
 
 
 @pytest.fixture
@@ -83,11 +85,9 @@ def test_old_soft_deleted_rows_warn_until_purged(check, migrated_url,
     forty_days_ago = timeutils.utcnow() - datetime.timedelta(days=40)
     repository.stash_roles(INSTANCE, project_id="p", user_id="u",
                            roles=["member"])
-    timeutils.set_time_override(forty_days_ago)
-    try:
-        repository.delete_stash(INSTANCE)
-    finally:
-        timeutils.clear_time_override()
+    repository.delete_stash(INSTANCE)
+    with repository.context_manager.writer.get_engine().begin() as connection:
+        connection.execute(STASHES.update().values(deleted_at=forty_days_ago))
     code, results = check(migrated_url)
     result, details = results["Unarchived deleted rows"]
     assert (code, result) == (WARNING, WARNING)

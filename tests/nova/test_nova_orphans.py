@@ -17,10 +17,12 @@ from role_stash import api
 from role_stash import cli
 from role_stash import exception
 from role_stash import http_cache
+from role_stash import models
 from role_stash import nova_db
 from role_stash import orphans
 
 DAY = datetime.timedelta(days=1)
+STASHES = models.Stash.__table__
 
 
 @pytest.fixture
@@ -41,13 +43,17 @@ def stashes(request, cell_database):
 
 
 def stash(repository, instance_uuid, *, age=datetime.timedelta(0)):
-    """Stash an instance's roles as if written age ago."""
-    timeutils.set_time_override(timeutils.utcnow() - age)
-    try:
-        return repository.stash_roles(instance_uuid, project_id="project-a",
-                                      user_id="user-a", roles=["member"])
-    finally:
-        timeutils.clear_time_override()
+    """Stash an instance's roles, its row then dated age back."""
+    stashed = repository.stash_roles(instance_uuid, project_id="project-a",
+                                     user_id="user-a", roles=["member"])
+    if age:
+        with repository.context_manager.writer.get_engine().begin() as (
+                connection):
+            connection.execute(
+                STASHES.update()
+                .where(STASHES.c.instance_uuid == instance_uuid)
+                .values(created_at=stashed.created_at - age))
+    return stashed
 
 
 def is_live(repository, instance_uuid):
