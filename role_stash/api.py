@@ -291,7 +291,9 @@ class StashRepository:
         whose instance has no live stash, all in one transaction, at most
         1000; return {instance_uuid: live Stash} of those whose instance
         had one, left as it was whatever its payload (an import decides
-        what a difference means)."""
+        what a difference means). Meant for instances that had no live
+        stash when just read: they go in two statements, and only a rival
+        stash written since makes it go one by one."""
         if not isinstance(stashes, (list, tuple)):
             raise exception.InvalidArgument(
                 "stashes", f"expected a list of Stash values, got "
@@ -317,7 +319,13 @@ class StashRepository:
         now = timeutils.utcnow()
         statements = self._statements()
 
-        def write(connection):
+        def write_all(connection):
+            statements.insert_new_stashes(
+                connection, [_stash_row(stash, now) for stash in wanted],
+                [stash.roles for stash in wanted])
+            return {}
+
+        def write_one_by_one(connection):
             found = {}
             for stash in wanted:
                 live = _insert_or_lock(connection, statements, stash, now)
@@ -325,7 +333,19 @@ class StashRepository:
                     found[stash.instance_uuid] = live[1]
             return found
 
-        found = self._run(True, context, write)
+        found = None
+        if not self._joined_transaction(context, writer=True):
+            # Each instance had no live stash a moment ago: all at once,
+            # unless a rival stashed one since (then the transaction is
+            # gone, on PostgreSQL, and a new one goes one by one).
+            rival = exception.StashConflict("of a batch")
+            try:
+                found = self._run(True, None, write_all, rival)
+            except exception.StashConflict as error:
+                if error is not rival:
+                    raise
+        if found is None:
+            found = self._run(True, context, write_one_by_one)
         LOG.debug("Stashed the boot roles of %d instances",
                   len(wanted) - len(found))
         return found

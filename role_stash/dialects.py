@@ -157,6 +157,32 @@ class Statements:
         raise NotImplementedError
 
 
+    def insert_new_stashes(self, connection, rows, roles):
+        """INSERT stash rows whose instances had no live stash when just
+        read, and the roles of each (roles[i] of rows[i]), in one
+        statement for the stashes and one for the roles where the
+        database returns the new ids in order (else one INSERT per
+        stash); return the ids in order. An instance given a live stash
+        since raises oslo.db's DBDuplicateEntry, and on PostgreSQL ends
+        the transaction: the caller goes one by one instead."""
+        if connection.dialect.insert_executemany_returning_sort_by_parameter_order:
+            ids = connection.execute(
+                sa.insert(STASHES).returning(
+                    STASHES.c.id, sort_by_parameter_order=True),
+                list(rows)).scalars().all()
+        else:
+            ids = [connection.execute(
+                       sa.insert(STASHES), row).inserted_primary_key[0]
+                   for row in rows]
+        role_rows = [{"stash_id": stash_id, "position": position,
+                      "name": name}
+                     for stash_id, names in zip(ids, roles)
+                     for position, name in enumerate(names)]
+        if role_rows:
+            connection.execute(sa.insert(ROLES), role_rows)
+        return ids
+
+
 def insert_roles(connection, stash_id, roles):
     """INSERT the roles of a stash, in order, in one executemany."""
     connection.execute(sa.insert(ROLES), [
