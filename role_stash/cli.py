@@ -333,7 +333,8 @@ def upgrade_check(args, context_manager):
     checks = upgrade_checks.Checks(
         repository, _nova_database(args, repository),
         nova_named=any(_nova_settings(args)),
-        deleted_rows_age_days=args.conf.role_stash.deleted_rows_warn_after_days,
+        deleted_rows_age_days=(
+            args.conf.role_stash.deleted_rows_warn_after_days),
         orphan_grace_period=args.conf.role_stash.orphan_grace_period)
     return upgrade_checks.run(checks, json=args.json)
 
@@ -474,7 +475,8 @@ def _logging(conf):
     before is put back after (main may run more than once in a process).
     A log that cannot be opened is InvalidArgument."""
     root = logging.getLogger()
-    handlers, level, excepthook = list(root.handlers), root.level, sys.excepthook
+    handlers, level = list(root.handlers), root.level
+    excepthook = sys.excepthook
     if not (conf.log_file or conf.log_dir or conf.use_journal
             or conf.log_config_append):
         # Standard output carries the command's answer (its JSON).

@@ -165,7 +165,8 @@ class Statements:
         stash); return the ids in order. An instance given a live stash
         since raises oslo.db's DBDuplicateEntry, and on PostgreSQL ends
         the transaction: the caller goes one by one instead."""
-        if connection.dialect.insert_executemany_returning_sort_by_parameter_order:
+        dialect = connection.dialect
+        if dialect.insert_executemany_returning_sort_by_parameter_order:
             ids = connection.execute(
                 sa.insert(STASHES).returning(
                     STASHES.c.id, sort_by_parameter_order=True),

@@ -1,4 +1,4 @@
-"""Import from Nova: each live instance's boot_roles, as Nova kept them, stashed with its project and user.
+"""Import from Nova: live instances' boot_roles stashed with their project and user.
 
 Nova's rows are read through nova_db, batch by batch of instance ids; the
 stashes are written through the repository, a batch per transaction, so

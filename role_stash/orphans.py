@@ -1,4 +1,4 @@
-"""Orphaned stashes: live stashes whose instance Nova deleted, or no longer has, found, re-checked and soft-deleted.
+"""Orphaned stashes, whose instance Nova deleted or no longer has: found, soft-deleted.
 
 Nova's own archive and purge never touch role_stash's tables, so a stash
 outlives its instance whenever a delete path forgets it. An instance that

@@ -1,10 +1,11 @@
-"""role-stash-manage upgrade check: oslo.upgradecheck's checks of role_stash's database, as nova-status upgrade check runs Nova's.
+"""role-stash-manage upgrade check: oslo.upgradecheck's checks of role_stash's database.
 
-Each check returns an oslo.upgradecheck Result: SUCCESS (nothing to do, or
-the check does not apply, saying why), WARNING (look into it; the upgrade
-may go on) or FAILURE (fix it first). oslo.upgradecheck prints them as its
-table, or as JSON, and turns the worst into the exit code; a check that
-raises makes it 255.
+As `nova-status upgrade check` runs Nova's, each check returns an
+oslo.upgradecheck Result: SUCCESS (nothing to do, or the check does not
+apply, saying why), WARNING (look into it; the upgrade may go on) or
+FAILURE (fix it first). oslo.upgradecheck prints them as its table, or as
+JSON, and turns the worst into the exit code; a check that raises makes
+it 255.
 """
 
 import datetime

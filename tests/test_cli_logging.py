@@ -31,7 +31,8 @@ def test_a_failing_statement_at_debug_logs_no_bound_value(database_url,
     assert code == cli.DATABASE_FAILURE and "db sync" in err
     log = log_file.read_text()
     assert " DEBUG role_stash.cli [-] role-stash-manage stash on " in log
-    assert "DEBUG role_stash.cli [-] role-stash-manage stash failed (exit 1)" in log
+    assert ("DEBUG role_stash.cli [-] role-stash-manage stash failed "
+            "(exit 1)") in log
     assert "INSERT INTO role_stash" in log
     assert "[SQL parameters hidden due to hide_parameters=True]" in log
     for secret in SECRETS:

@@ -6,7 +6,14 @@ skipped, a second run a no-op; through the repository and through
 role-stash-manage import-nova, with Nova's tables in role_stash's database
 and in another."""
 
+import fcntl
 import json
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
 
 from nova import objects
 import pytest
@@ -19,7 +26,8 @@ from role_stash import nova_db
 from role_stash import nova_import
 
 # 255 characters of role names, as Nova's column cuts a longer value.
-CUT_SHORT = ",".join(f"project-role-{number:02d}" for number in range(20))[:255]
+CUT_SHORT = ",".join(f"project-role-{number:02d}"
+                     for number in range(20))[:255]
 assert len(CUT_SHORT) == 255
 
 # Nova's row -> the reason it is refused.
@@ -112,7 +120,8 @@ def test_import_refuses_each_unfit_row_naming_instance_and_reason(
         "role [1] of boot_roles: holds only whitespace")
     assert details["duplicate_name"] == (
         "roles [0] and [2] of boot_roles are the same name")
-    assert details["no_project_or_user"] == "the instance's project_id is empty"
+    assert details["no_project_or_user"] == (
+        "the instance's project_id is empty")
     refused = [mixed[reason][0] for reason in UNFIT]
     assert cell_repository.get_stashes(refused) == {}
 
@@ -234,3 +243,39 @@ def test_import_nova_command_into_another_database(
     code, _, err = run_manage(capsys, "--database-url", migrated_url,
                               "import-nova")
     assert code == cli.BAD_INPUT and "no Nova instances" in err
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_a_progress_bar_is_drawn_on_a_terminal_only(nova_shared_url, mixed,
+                                                    tmp_path):
+    """role-stash-manage's own process, its standard error a terminal (a
+    pseudo-terminal), then a pipe."""
+    command = [sys.executable, "-m", "role_stash.cli", "--database-url",
+               nova_shared_url, "import-nova", "--dry-run"]
+    leader, follower = pty.openpty()
+    # 24 rows of 80 columns, as a terminal has (a new one has none).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ,
+                struct.pack("HHHH", 24, 80, 0, 0))
+    try:
+        on_terminal = subprocess.run(command, stderr=follower,
+                                     stdout=subprocess.PIPE, cwd=tmp_path,
+                                     timeout=120)
+        os.close(follower)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal's other end is closed
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+    assert on_terminal.returncode == cli.OK
+    assert b"instance/s" in drawn and b"14/14" in drawn
+    piped = subprocess.run(command, capture_output=True, cwd=tmp_path,
+                           timeout=120)
+    assert piped.returncode == cli.OK
+    assert b"instance/s" not in piped.stderr
+    assert b"would take: 3" in piped.stdout
