@@ -25,6 +25,12 @@ setuptools.setup(
         "oslo.db>=16.0.0",
         "oslo.config>=9.0.0",
         "oslo.utils>=7.0.0",
+        # role-stash-manage: its logging, as every -manage command's, and
+        # `upgrade check`, as nova-status's.
+        "oslo.log>=5.0.0",
+        "oslo.upgradecheck>=2.0.0",
+        # The progress bar of import-nova and delete-orphans on a terminal.
+        "tqdm>=4.60",
         # The vendordata drop-in's calls, with Nova's service-token options.
         "keystoneauth1>=5.0.0",
         # Drivers: postgresql+psycopg:// (psycopg 3, what SQLAlchemy 2.1

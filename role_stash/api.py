@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from role_stash import dialects
 from role_stash import engines
 from role_stash import exception
+from role_stash import nova_db
 from role_stash import validation
 from role_stash.dialects import LIVE
 from role_stash.dialects import REPLIES
@@ -34,8 +35,9 @@ from role_stash.dialects import ROLES
 from role_stash.dialects import STASHES
 from role_stash.stash import CachedReply
 from role_stash.stash import Stash
+from role_stash.stash import StashWritten
 
-__all__ = ["CachedReply", "Stash", "StashRepository"]
+__all__ = ["CachedReply", "Stash", "StashRepository", "StashWritten"]
 
 LOG = logging.getLogger(__name__)
 
@@ -61,6 +63,13 @@ _DELETE_REPLIES = sa.delete(REPLIES).where(
     REPLIES.c.instance_uuid == sa.bindparam("uuid"))
 _READ_REPLIES = sa.select(*dialects.REPLY_COLUMNS).where(
     REPLIES.c.instance_uuid == sa.bindparam("uuid")).order_by(REPLIES.c.target)
+_WRITTEN_AT = sa.func.coalesce(STASHES.c.updated_at, STASHES.c.created_at)
+_LIVE_PAGE = sa.select(STASHES.c.instance_uuid, _WRITTEN_AT).where(
+    LIVE, STASHES.c.instance_uuid > sa.bindparam("after")).order_by(
+        STASHES.c.instance_uuid).limit(sa.bindparam("limit"))
+_DELETED_BEFORE = sa.select(
+    sa.func.count(), sa.func.min(STASHES.c.deleted_at)).where(
+        STASHES.c.deleted != 0, STASHES.c.deleted_at < sa.bindparam("before"))
 _DELETED_AT = sa.select(STASHES.c.id).where(
     STASHES.c.instance_uuid == sa.bindparam("uuid"),
     STASHES.c.deleted != 0,
@@ -79,25 +88,37 @@ def _replaceable_columns(stash):
             "user_domain_id": stash.user_domain_id}
 
 
-def _write_stash(connection, statements, wanted, replace, now):
-    """Stash wanted in a transaction; return the Stash now live.
+def _insert_or_lock(connection, statements, wanted, now):
+    """Stash wanted in a transaction unless its instance has a live stash:
+    return None when it was stashed, else (stash id, the live Stash),
+    that row locked.
 
-    An exact repeat returns the live stash; a different live payload is a
-    StashConflict, unless replace. When the live stash that blocked the
-    INSERT is deleted before it can be read, the INSERT is tried again:
-    the rival is gone, so there is no conflict to report.
+    When the live stash that blocked the INSERT is deleted before it can
+    be read, the INSERT is tried again: the rival is gone, so there is no
+    conflict to report.
     """
     for _ in range(_WRITE_ATTEMPTS):
         if statements.insert_new_stash(
                 connection, _stash_row(wanted, now), wanted.roles) is not None:
-            return wanted._replace(created_at=now)
+            return None
         live = statements.fold(connection.execute(
             statements.lock_one, {"instance_uuid": wanted.instance_uuid}))
         if live:
-            break
-    else:
-        raise exception.StashConflict(wanted.instance_uuid)
-    [(stash_id, current)] = live.items()
+            [(stash_id, current)] = live.items()
+            return stash_id, current
+    raise exception.StashConflict(wanted.instance_uuid)
+
+
+def _write_stash(connection, statements, wanted, replace, now):
+    """Stash wanted in a transaction; return the Stash now live.
+
+    An exact repeat returns the live stash; a different live payload is a
+    StashConflict, unless replace.
+    """
+    live = _insert_or_lock(connection, statements, wanted, now)
+    if live is None:
+        return wanted._replace(created_at=now)
+    stash_id, current = live
     if current.payload() == wanted.payload():
         return current
     if not replace:
@@ -110,6 +131,22 @@ def _write_stash(connection, statements, wanted, replace, now):
     if wanted.roles:
         dialects.insert_roles(connection, stash_id, wanted.roles)
     return wanted._replace(created_at=current.created_at, updated_at=now)
+
+
+def _validated_stash(instance_uuid, project_id, user_id, roles,
+                     project_domain_id=None, user_domain_id=None, prefix=""):
+    """Return the Stash of validated, normalized arguments; the fields an
+    error names start with prefix."""
+    return Stash(
+        instance_uuid=validation.instance_uuid(
+            instance_uuid, f"{prefix}instance_uuid"),
+        project_id=validation.text(project_id, f"{prefix}project_id"),
+        user_id=validation.text(user_id, f"{prefix}user_id"),
+        roles=validation.role_names(roles, f"{prefix}roles"),
+        project_domain_id=validation.optional_text(
+            project_domain_id, f"{prefix}project_domain_id"),
+        user_domain_id=validation.optional_text(
+            user_domain_id, f"{prefix}user_domain_id"))
 
 
 class StashRepository:
@@ -143,6 +180,12 @@ class StashRepository:
             self._engines.close()
         if self._owns_context_manager:
             self._context_manager.dispose_pool()
+
+    @property
+    def context_manager(self):
+        """The enginefacade transaction context manager of the stashes'
+        database."""
+        return self._context_manager
 
     @property
     def _lone(self):
@@ -214,15 +257,9 @@ class StashRepository:
         different payload for a live stash raises StashConflict, unless
         replace is True (rebuild, or roles refreshed by an admin).
         """
-        wanted = Stash(
-            instance_uuid=validation.instance_uuid(instance_uuid),
-            project_id=validation.text(project_id, "project_id"),
-            user_id=validation.text(user_id, "user_id"),
-            roles=validation.role_names(roles),
-            project_domain_id=validation.optional_text(
-                project_domain_id, "project_domain_id"),
-            user_domain_id=validation.optional_text(
-                user_domain_id, "user_domain_id"))
+        wanted = _validated_stash(
+            instance_uuid, project_id, user_id, roles, project_domain_id,
+            user_domain_id)
         replace = validation.flag(replace, "replace")
         now = timeutils.utcnow()
         stash = None
@@ -283,6 +320,70 @@ class StashRepository:
                 return found
         return {**found, **self._run(False, context, lambda connection: (
             read(connection, instance_uuids)))}
+
+    def stash_many(self, stashes, *, context=None):
+        """Stash each of stashes (Stash values, their timestamps ignored)
+        whose instance has no live stash, all in one transaction, at most
+        1000; return {instance_uuid: live Stash} of those whose instance
+        had one, left as it was whatever its payload (an import decides
+        what a difference means). Meant for instances that had no live
+        stash when just read: they go in two statements, and only a rival
+        stash written since makes it go one by one."""
+        if not isinstance(stashes, (list, tuple)):
+            raise exception.InvalidArgument(
+                "stashes", f"expected a list of Stash values, got "
+                           f"{type(stashes).__name__}")
+        if len(stashes) > validation.MAX_BULK:
+            raise exception.InvalidArgument(
+                "stashes", f"more than {validation.MAX_BULK} stashes "
+                           f"({len(stashes)})")
+        wanted = []
+        for index, stash in enumerate(stashes):
+            field = f"stashes[{index}]"
+            if not isinstance(stash, Stash):
+                raise exception.InvalidArgument(
+                    field, f"expected a Stash, got {type(stash).__name__}")
+            wanted.append(_validated_stash(
+                stash.instance_uuid, stash.project_id, stash.user_id,
+                stash.roles, stash.project_domain_id, stash.user_domain_id,
+                prefix=f"{field}."))
+        uuids = [stash.instance_uuid for stash in wanted]
+        if len(set(uuids)) != len(uuids):
+            raise exception.InvalidArgument(
+                "stashes", "names an instance more than once")
+        now = timeutils.utcnow()
+        statements = self._statements()
+
+        def write_all(connection):
+            statements.insert_new_stashes(
+                connection, [_stash_row(stash, now) for stash in wanted],
+                [stash.roles for stash in wanted])
+            return {}
+
+        def write_one_by_one(connection):
+            found = {}
+            for stash in wanted:
+                live = _insert_or_lock(connection, statements, stash, now)
+                if live is not None:
+                    found[stash.instance_uuid] = live[1]
+            return found
+
+        found = None
+        if not self._joined_transaction(context, writer=True):
+            # Each instance had no live stash a moment ago: all at once,
+            # unless a rival stashed one since (then the transaction is
+            # gone, on PostgreSQL, and a new one goes one by one).
+            rival = exception.StashConflict("of a batch")
+            try:
+                found = self._run(True, None, write_all, rival)
+            except exception.StashConflict as error:
+                if error is not rival:
+                    raise
+        if found is None:
+            found = self._run(True, context, write_one_by_one)
+        LOG.debug("Stashed the boot roles of %d instances",
+                  len(wanted) - len(found))
+        return found
 
     def get_stash(self, instance_uuid, *, expected_project_id=None,
                   context=None):
@@ -458,6 +559,62 @@ class StashRepository:
             LOG.debug("Soft-deleted the role stash of instance %s",
                       instance_uuid)
         return deleted
+
+    def live_stash_page(self, *, after=None, limit=None):
+        """Return up to limit (capped at 1000) StashWritten of live
+        stashes, by instance UUID, of UUIDs after `after`: the pages of a
+        walk over every live stash that keeps its course while the walk
+        deletes stashes behind it."""
+        after = ("" if after is None
+                 else validation.instance_uuid(after, "after"))
+        limit = validation.limit(limit)
+        return self._run(False, None, lambda connection: [
+            StashWritten._make(row) for row in connection.execute(
+                _LIVE_PAGE, {"after": after, "limit": limit})])
+
+    def delete_orphaned_stashes(self, instance_uuids, *, written_before=None,
+                                unless_live_here=False):
+        """Soft-delete the live stashes of instance_uuids (at most 1000)
+        in one transaction, each by a statement that requires it still
+        live and, given written_before, last written before then; with
+        unless_live_here (Nova's instances table is in this database), the
+        same statement also requires that Nova has no live row for the
+        instance, so an instance committed since it was found keeps its
+        stash. Return the UUIDs whose stash was soft-deleted; their cached
+        vendordata replies go with them."""
+        instance_uuids = validation.instance_uuids(instance_uuids)
+        conditions = []
+        parameters = {"now": timeutils.utcnow()}
+        if written_before is not None:
+            parameters["before"] = validation.utc_datetime(
+                written_before, "written_before")
+            conditions.append(_WRITTEN_AT < sa.bindparam("before"))
+        if validation.flag(unless_live_here, "unless_live_here"):
+            conditions.append(nova_db.no_live_instance(
+                STASHES.c.instance_uuid))
+        soft_delete = _SOFT_DELETE.where(*conditions)
+
+        def delete(connection):
+            deleted = []
+            for instance_uuid in instance_uuids:
+                keys = {**parameters, "uuid": instance_uuid}
+                if connection.execute(soft_delete, keys).rowcount:
+                    connection.execute(_DELETE_REPLIES, keys)
+                    deleted.append(instance_uuid)
+            return deleted
+
+        deleted = self._run(True, None, delete) if instance_uuids else []
+        for instance_uuid in deleted:
+            LOG.debug("Soft-deleted the orphaned role stash of instance %s",
+                      instance_uuid)
+        return deleted
+
+    def count_deleted(self, *, before):
+        """Return (how many, the oldest deleted_at or None) of the stashes
+        soft-deleted before a time that are still in role_stashes."""
+        before = validation.utc_datetime(before, "before")
+        return tuple(self._run(False, None, lambda connection: (
+            connection.execute(_DELETED_BEFORE, {"before": before}).one())))
 
     def purge_deleted(self, *, older_than, batch_size=PURGE_BATCH_SIZE):
         """Remove soft-deleted stashes deleted before older_than, and cached

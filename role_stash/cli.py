@@ -1,24 +1,44 @@
 """role-stash-manage: the operator's command, as nova-manage and keystone-manage.
 
 Exit codes: 0 done; 1 database failure (unreachable, error); 2 bad usage or
-input; 3 no such stash; 4 conflicting stash. `db check` answers as
-`keystone-manage db_sync --check`: 0 at head, 2 expand pending, 4 contract
-pending (run `db sync --expand`, or `db sync --contract`).
+input (a log file that cannot be opened included); 3 no such stash; 4
+conflicting stash. `db check` answers as `keystone-manage db_sync --check`:
+0 at head, 2 expand pending, 4 contract pending (run `db sync --expand`, or
+`db sync --contract`). `upgrade check` answers as oslo.upgradecheck (and
+`nova-status upgrade check`): 0 success, 1 warning, 2 failure, 255 a check
+that could not run.
+
+Nova's database (import-nova, delete-orphans, upgrade check) is
+--nova-database-url, or nova.conf's [database] connection with
+--nova-config-file; else role_stash's own, as in a deployment where
+role_stash's tables live in each cell database beside Nova's. Naming only
+one of the two databases names both.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
+import os
 import sys
 
 from oslo_config import cfg
+from oslo_log import log as oslo_log
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from role_stash import api
 from role_stash import engines
 from role_stash import exception
 from role_stash import migration
+from role_stash import nova_db
+from role_stash import nova_import
+from role_stash import opts
+from role_stash import orphans
+from role_stash import upgrade_checks
+
+LOG = logging.getLogger(__name__)
 
 OK = 0
 DATABASE_FAILURE = 1
@@ -27,20 +47,81 @@ NOT_FOUND = 3
 CONFLICT = 4
 
 
-def _context_manager(args):
-    if args.config_file and args.database_url:
+_CLI_OPTIONS = [
+    cfg.StrOpt(
+        "database-url",
+        help="role_stash's database URL, driver named "
+             "(postgresql+psycopg2://..., mysql+pymysql://...); default: "
+             "the --config-file's [database] connection, else "
+             f"${engines.URL_ENVIRONMENT_VARIABLE}, else Nova's database "
+             "when one is named, else " + engines.DEFAULT_URL),
+]
+
+
+def _role_stash_database_named(conf):
+    return bool(conf.database_url or conf.config_file or conf.config_dir
+                or os.environ.get(engines.URL_ENVIRONMENT_VARIABLE))
+
+
+def _nova_settings(args):
+    """Return (Nova's URL or None, nova.conf's ConfigOpts or None) as the
+    command's options name them."""
+    url = getattr(args, "nova_database_url", None)
+    config_file = getattr(args, "nova_config_file", None)
+    if url and config_file:
+        raise exception.InvalidArgument(
+            "--nova-database-url", "give either it or --nova-config-file, "
+                                   "not both")
+    if not config_file:
+        return url, None
+    nova_conf = cfg.ConfigOpts()
+    nova_conf(args=[], project="nova", default_config_files=[config_file])
+    return None, nova_conf
+
+
+def _context_manager(conf, args):
+    """Return the enginefacade context manager of role_stash's database."""
+    if (conf.config_file or conf.config_dir) and conf.database_url:
         raise exception.InvalidArgument(
             "--database-url", "give either it or --config-file, not both")
-    if args.config_file:
-        conf = cfg.ConfigOpts()
-        conf(args=[], project="role_stash",
-             default_config_files=[args.config_file])
+    if conf.config_file or conf.config_dir:
         context_manager = engines.context_manager_from_config(conf)
+    elif not _role_stash_database_named(conf) and any(_nova_settings(args)):
+        # One database named: role_stash's tables live beside Nova's.
+        url, nova_conf = _nova_settings(args)
+        context_manager = (engines.context_manager_from_url(url) if url
+                           else engines.context_manager_from_config(nova_conf))
     else:
-        context_manager = engines.context_manager_from_url(args.database_url)
+        context_manager = engines.context_manager_from_url(conf.database_url)
     # Fail fast on an unreachable database: an operator is waiting.
     context_manager.configure(max_retries=0)
     return context_manager
+
+
+def _nova_database(args, repository):
+    """Return the nova_db.NovaDatabase the command names, else (or when it
+    names the same URL) one on role_stash's own database."""
+    url, nova_conf = _nova_settings(args)
+    if url is None and nova_conf is None:
+        return nova_db.NovaDatabase(repository.context_manager)
+    nova = (nova_db.NovaDatabase.from_url(url) if nova_conf is None
+            else nova_db.NovaDatabase.from_config(nova_conf))
+    if make_url(engines.configured_url(nova.context_manager)) == make_url(
+            engines.configured_url(repository.context_manager)):
+        return nova_db.NovaDatabase(repository.context_manager)
+    nova.context_manager.configure(max_retries=0)
+    return nova
+
+
+def _progress_bar(args, total_of, unit):
+    """Return (progress callback, close) drawing a bar on a terminal's
+    standard error, and doing nothing when it is not one."""
+    if args.json or not sys.stderr.isatty():
+        return None, lambda: None
+    import tqdm
+    bar = tqdm.tqdm(total=total_of(), unit=unit, file=sys.stderr,
+                    dynamic_ncols=True)
+    return bar.update, bar.close
 
 
 def _print(args, payload, text):
@@ -164,6 +245,100 @@ def purge(args, context_manager):
     return OK
 
 
+def import_nova(args, context_manager):
+    """Stash the boot_roles of Nova's live instances that have no stash."""
+    repository = api.StashRepository(context_manager)
+    nova = _nova_database(args, repository)
+    nova.require_nova_tables("Nova's database")
+    progress, close = _progress_bar(args, nova.count_instances, "instance")
+    try:
+        summary = nova_import.import_from_nova(
+            nova, repository, batch_size=args.batch_size,
+            dry_run=args.dry_run, listed_refusals=args.max_listed,
+            progress=progress)
+    finally:
+        close()
+    LOG.info("Import from Nova%s: %d taken, %d already stashed, %d "
+             "refused, %d deleted instances skipped",
+             " (dry run)" if summary.dry_run else "", summary.taken,
+             summary.already_stashed, summary.refused_total,
+             summary.skipped_deleted)
+    _print(args, summary.as_dict(), _import_text(summary))
+    return OK
+
+
+def _import_text(summary):
+    verb = "would take" if summary.dry_run else "taken"
+    lines = [f"{verb}: {summary.taken}",
+             f"already stashed: {summary.already_stashed}",
+             f"refused: {summary.refused_total}"]
+    lines += [f"  {reason}: {count}"
+              for reason, count in sorted(summary.refused.items())]
+    lines.append(f"skipped deleted: {summary.skipped_deleted}")
+    if summary.refusals:
+        lines.append(f"refused instances (first {len(summary.refusals)} of "
+                     f"{summary.refused_total}):")
+        lines += [f"  {refusal.instance_uuid}  {refusal.reason}: "
+                  f"{refusal.detail}" for refusal in summary.refusals]
+    return "\n".join(lines)
+
+
+def delete_orphans(args, context_manager):
+    """Soft-delete stashes whose instance Nova deleted or no longer has."""
+    repository = api.StashRepository(context_manager)
+    nova = _nova_database(args, repository)
+    nova.require_nova_tables("Nova's database")
+    grace_period = (args.grace_period if args.grace_period is not None
+                    else args.conf.role_stash.orphan_grace_period)
+    progress, close = _progress_bar(
+        args, lambda: None, "stash")
+    try:
+        summary = orphans.delete_orphans(
+            nova, repository, grace_period=grace_period,
+            dry_run=args.dry_run, batch_size=args.batch_size,
+            listed_orphans=args.max_listed, progress=progress)
+    finally:
+        close()
+    LOG.info("Orphaned stashes%s: %d of deleted instances, %d of instances "
+             "gone, %d soft-deleted, %d kept on re-check",
+             " (dry run)" if summary.dry_run else "", summary.found_deleted,
+             summary.found_gone, summary.soft_deleted,
+             summary.kept_on_recheck)
+    _print(args, summary.as_dict(), _orphans_text(summary))
+    return OK
+
+
+def _orphans_text(summary):
+    lines = [f"scanned: {summary.scanned} live stashes",
+             f"found deleted: {summary.found_deleted} (Nova deleted the "
+             "instance)",
+             f"found gone: {summary.found_gone} (Nova has no row of the "
+             f"instance; last written over {summary.grace_period} s ago)",
+             f"gone within the grace period, kept: "
+             f"{summary.gone_within_grace}"]
+    if summary.dry_run:
+        lines.append("soft-deleted: 0 (dry run)")
+    else:
+        lines += [f"kept on re-check: {summary.kept_on_recheck}",
+                  f"soft-deleted: {summary.soft_deleted}"]
+    lines += [f"  {orphan.instance_uuid}  {orphan.instance}"
+              f"{'  soft-deleted' if orphan.soft_deleted else ''}"
+              for orphan in summary.orphans]
+    return "\n".join(lines)
+
+
+def upgrade_check(args, context_manager):
+    """Check that role_stash is ready for an upgrade (oslo.upgradecheck)."""
+    repository = api.StashRepository(context_manager)
+    checks = upgrade_checks.Checks(
+        repository, _nova_database(args, repository),
+        nova_named=any(_nova_settings(args)),
+        deleted_rows_age_days=(
+            args.conf.role_stash.deleted_rows_warn_after_days),
+        orphan_grace_period=args.conf.role_stash.orphan_grace_period)
+    return upgrade_checks.run(checks, json=args.json)
+
+
 def _days(text):
     value = float(text)
     if not 0 <= value <= 36500:
@@ -171,23 +346,9 @@ def _days(text):
     return value
 
 
-def build_parser():
-    """Return the argument parser of role-stash-manage."""
-    parser = argparse.ArgumentParser(
-        prog="role-stash-manage",
-        description="Manage role_stash's schema and stashes.",
-        epilog=__doc__.split("\n", 2)[2],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--database-url",
-        help="database URL, driver named (postgresql+psycopg2://..., "
-             "mysql+pymysql://...); default: $ROLE_STASH_DATABASE_URL, "
-             f"else {engines.DEFAULT_URL}")
-    parser.add_argument(
-        "--config-file",
-        help="an oslo.config file whose [database] connection to use")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_commands(commands):
+    """Add role-stash-manage's commands to an argparse subparsers object
+    (the handler of oslo.config's SubCommandOpt)."""
     db_parser = commands.add_parser("db", help="schema migrations")
     db_commands = db_parser.add_subparsers(dest="db_command", required=True)
     sync_parser = db_commands.add_parser("sync", help=db_sync.__doc__)
@@ -235,34 +396,155 @@ def build_parser():
                                               "stash"}),
             (("--batch-size",), {"type": int,
                                  "default": api.PURGE_BATCH_SIZE}))
-    return parser
+    nova_database = (
+        (("--nova-database-url",), {
+            "help": "Nova's (cell) database URL; default: role_stash's own "
+                    "database"}),
+        (("--nova-config-file",), {
+            "help": "a nova.conf whose [database] connection is Nova's "
+                    "database"}))
+    batches = (
+        (("--batch-size",), {"type": int, "default": nova_import.BATCH_SIZE,
+                             "help": "rows per batch and transaction, at "
+                                     "most 1000"}),
+        (("--dry-run",), {"action": "store_true",
+                          "help": "count, and write nothing"}),
+        (("--max-listed",), {"type": int, "default": 100,
+                             "help": "how many instances the report names "
+                                     "(its counts are complete)"}))
+    command("import-nova", import_nova, *nova_database, *batches)
+    command("delete-orphans", delete_orphans, *nova_database, *batches,
+            (("--grace-period",), {
+                "type": int, "metavar": "SECONDS",
+                "help": "keep a stash whose instance has no row in Nova's "
+                        "database this long after it was written; default "
+                        "[role_stash] orphan_grace_period, "
+                        f"{orphans.GRACE_PERIOD}"}))
+    upgrade_parser = commands.add_parser(
+        "upgrade", help="upgrade readiness checks (oslo.upgradecheck)")
+    upgrade_commands = upgrade_parser.add_subparsers(
+        dest="upgrade_command", required=True)
+    check_parser = upgrade_commands.add_parser("check",
+                                               help=upgrade_check.__doc__)
+    for flags, options in nova_database:
+        check_parser.add_argument(*flags, **options)
+    check_parser.add_argument("--json", action="store_true",
+                              help="print the results as JSON")
+    check_parser.set_defaults(run=upgrade_check)
+
+
+class _Arguments:
+    """A command's arguments, read from oslo.config's parse of the command
+    line, and the configuration as conf."""
+
+    def __init__(self, conf):
+        self.conf = conf
+
+    def __getattr__(self, name):
+        return getattr(self.conf.command, name)
+
+
+def _configuration(argv):
+    """Return the parsed ConfigOpts of role-stash-manage: oslo.log's
+    options, --config-file's and --database-url, and the command."""
+    conf = cfg.ConfigOpts()
+    oslo_log.register_options(conf)
+    conf.register_cli_opts(_CLI_OPTIONS)
+    conf.register_opts(opts.MANAGE_OPTIONS, opts.MANAGE_GROUP)
+    # Alembic says which implementation it took at every look at the
+    # schema; db sync prints what it applied.
+    conf.set_default("default_log_levels", oslo_log.get_default_log_levels()
+                     + ["alembic.runtime.migration=WARN"])
+    conf.register_cli_opt(cfg.SubCommandOpt(
+        "command", title="commands", handler=add_commands))
+    conf(args=argv, project="role_stash", prog="role-stash-manage",
+         description="Manage role_stash's schema and stashes.",
+         epilog=__doc__.split("\n", 2)[2], default_config_files=[])
+    return conf
+
+
+def _log_options(conf):
+    if conf.log_config_append:
+        return "--log-config-append"
+    return "--log-file" if conf.log_file else "--log-dir"
+
+
+@contextlib.contextmanager
+def _logging(conf):
+    """Log as oslo.log's options say, for the block; the logging set up
+    before is put back after (main may run more than once in a process).
+    A log that cannot be opened is InvalidArgument."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    excepthook = sys.excepthook
+    if not (conf.log_file or conf.log_dir or conf.use_journal
+            or conf.log_config_append):
+        # Standard output carries the command's answer (its JSON).
+        conf.set_override("use_stderr", True)
+    try:
+        try:
+            oslo_log.setup(conf, "role_stash", fix_eventlet=False)
+        except (OSError, ValueError, TypeError,
+                oslo_log.LogConfigError) as error:
+            raise exception.InvalidArgument(
+                _log_options(conf), f"cannot log as asked: {error}") from None
+        # Errors are reported by main, once, without oslo.db's tracebacks
+        # (whose driver messages may quote values).
+        for name in ("oslo_db.sqlalchemy.exc_filters", "oslo_db.api"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        yield
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        sys.excepthook = excepthook
 
 
 def main(argv=None):
     """Run role-stash-manage; return its exit code."""
-    args = build_parser().parse_args(argv)
-    # Errors are reported below, once, without oslo.db's tracebacks.
-    for name in ("oslo_db.sqlalchemy.exc_filters", "oslo_db.api"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
-        with engines.translated_errors():
-            return args.run(args, _context_manager(args))
-    except (exception.InvalidArgument, cfg.Error,
-            sa.exc.ArgumentError) as error:
+        conf = _configuration(sys.argv[1:] if argv is None else list(argv))
+        with _logging(conf):
+            return _run(_Arguments(conf))
+    except (cfg.Error, exception.InvalidArgument) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
-    except (exception.StashNotFound, exception.MarkerNotFound) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return NOT_FOUND
-    except exception.StashConflict as error:
-        print(f"error: {error}", file=sys.stderr)
-        return CONFLICT
-    except exception.DatabaseUnavailable as error:
-        print(f"error: cannot reach the database: {error}", file=sys.stderr)
-        return DATABASE_FAILURE
-    except exception.DatabaseError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return DATABASE_FAILURE
+
+
+_EXIT_CODES = (
+    ((exception.InvalidArgument, cfg.Error, sa.exc.ArgumentError), BAD_INPUT,
+     ""),
+    ((exception.StashNotFound, exception.MarkerNotFound), NOT_FOUND, ""),
+    ((exception.StashConflict,), CONFLICT, ""),
+    ((exception.DatabaseUnavailable,), DATABASE_FAILURE,
+     "cannot reach the database: "),
+    ((exception.DatabaseError,), DATABASE_FAILURE, ""),
+)
+
+
+def _run(args):
+    """Run the command args name; return its exit code. role_stash's
+    errors are printed, one line, their messages free of bound values."""
+    command = " ".join(filter(None, (
+        args.conf.command.name, getattr(args, "db_command", None),
+        getattr(args, "upgrade_command", None))))
+    try:
+        with engines.translated_errors():
+            context_manager = _context_manager(args.conf, args)
+            LOG.debug("role-stash-manage %s on %s", command, make_url(
+                engines.configured_url(context_manager)).render_as_string(
+                    hide_password=True))
+            return args.run(args, context_manager)
+    except tuple(error for errors, _, _ in _EXIT_CODES
+                 for error in errors) as error:
+        for errors, code, prefix in _EXIT_CODES:
+            if isinstance(error, errors):
+                LOG.debug("role-stash-manage %s failed (exit %d): %s",
+                          command, code, error)
+                print(f"error: {prefix}{error}", file=sys.stderr)
+                return code
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ repository asks it and runs what it gets on a SQLAlchemy Connection, so
 every statement passes through SQLAlchemy's events and oslo.db's filters.
 """
 
+import typing
+
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -128,6 +130,14 @@ class Statements:
         "skip_autocommit_rollback": True,
     }
 
+    def character_sets(self, connection, tables):
+        """Return a CharacterSets of the connection and of tables' string
+        columns where the database's character set is chosen per table
+        and per connection (MySQL, MariaDB); None where every string holds
+        any unicode character as it is (PostgreSQL's UTF8 databases,
+        SQLite)."""
+        return None
+
     # Writes.
     # Whether insert_new_stash is one statement, and so atomic alone: a
     # call made outside any transaction may then run it in autocommit.
@@ -147,6 +157,33 @@ class Statements:
         raise NotImplementedError
 
 
+    def insert_new_stashes(self, connection, rows, roles):
+        """INSERT stash rows whose instances had no live stash when just
+        read, and the roles of each (roles[i] of rows[i]), in one
+        statement for the stashes and one for the roles where the
+        database returns the new ids in order (else one INSERT per
+        stash); return the ids in order. An instance given a live stash
+        since raises oslo.db's DBDuplicateEntry, and on PostgreSQL ends
+        the transaction: the caller goes one by one instead."""
+        dialect = connection.dialect
+        if dialect.insert_executemany_returning_sort_by_parameter_order:
+            ids = connection.execute(
+                sa.insert(STASHES).returning(
+                    STASHES.c.id, sort_by_parameter_order=True),
+                list(rows)).scalars().all()
+        else:
+            ids = [connection.execute(
+                       sa.insert(STASHES), row).inserted_primary_key[0]
+                   for row in rows]
+        role_rows = [{"stash_id": stash_id, "position": position,
+                      "name": name}
+                     for stash_id, names in zip(ids, roles)
+                     for position, name in enumerate(names)]
+        if role_rows:
+            connection.execute(sa.insert(ROLES), role_rows)
+        return ids
+
+
 def insert_roles(connection, stash_id, roles):
     """INSERT the roles of a stash, in order, in one executemany."""
     connection.execute(sa.insert(ROLES), [
@@ -154,11 +191,57 @@ def insert_roles(connection, stash_id, roles):
         for position, name in enumerate(roles)])
 
 
+class CharacterSets(typing.NamedTuple):
+    """What the server says of a connection's and some tables' character
+    sets: {variable: value} of the connection (character_set_client,
+    _connection, _results), [(table, collation)] of the tables' defaults,
+    [(table, column, character set, collation)] of their string columns,
+    and the character set and collation role_stash's migrations give
+    them on this server."""
+
+    connection: dict
+    tables: list
+    columns: list
+    charset: str
+    collation: str
+
+
+_CONNECTION_CHARSETS = ("character_set_client", "character_set_connection",
+                        "character_set_results")
+_TABLE_COLLATIONS = sa.text(
+    "SELECT table_name, table_collation FROM information_schema.tables "
+    "WHERE table_schema = DATABASE() AND table_name IN :tables "
+    "ORDER BY table_name").bindparams(sa.bindparam("tables", expanding=True))
+_COLUMN_CHARSETS = sa.text(
+    "SELECT table_name, column_name, character_set_name, collation_name "
+    "FROM information_schema.columns WHERE table_schema = DATABASE() "
+    "AND table_name IN :tables AND character_set_name IS NOT NULL "
+    "ORDER BY table_name, ordinal_position").bindparams(
+        sa.bindparam("tables", expanding=True))
+
+
 class MySQL(Statements):
     """MySQL and MariaDB: no INSERT that skips a duplicate and says so, but
     a failed statement undoes only itself, the transaction goes on."""
 
     _insert = sa.insert(STASHES)
+
+    def character_sets(self, connection, tables):
+        variables = connection.execute(sa.text("SELECT " + ", ".join(
+            f"@@{name}" for name in _CONNECTION_CHARSETS))).one()
+        tables = sorted(tables)
+        # MySQL lacks MariaDB's utf8mb4_nopad_bin (see revision 0001).
+        collation = (models.MYSQL_TABLE_ARGS["mysql_collate"]
+                     if getattr(connection.dialect, "is_mariadb", False)
+                     else "utf8mb4_0900_bin")
+        return CharacterSets(
+            connection=dict(zip(_CONNECTION_CHARSETS, variables)),
+            tables=[tuple(row) for row in connection.execute(
+                _TABLE_COLLATIONS, {"tables": tables})],
+            columns=[tuple(row) for row in connection.execute(
+                _COLUMN_CHARSETS, {"tables": tables})],
+            charset=models.MYSQL_TABLE_ARGS["mysql_charset"],
+            collation=collation)
 
     def insert_stash_row(self, connection, row):
         try:

@@ -21,6 +21,7 @@ import datetime
 import logging
 import os
 import threading
+import weakref
 
 from oslo_config import cfg
 from oslo_db import api as oslo_db_api
@@ -76,18 +77,36 @@ def resolve_url(url=None):
     return url or os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
 
 
+def _names_no_charset(url, options):
+    """Whether a MySQL URL and its options leave the connection's charset
+    to the driver's caller (oslo.db then asks for 3-byte utf8)."""
+    parsed = make_url(url)
+    return (parsed.get_backend_name() in ("mysql", "mariadb")
+            and "charset" not in parsed.query
+            and "charset=" not in (options.get("connection_parameters") or ""))
+
+
 def _with_utf8mb4(url, options):
     """Return options with MySQL's connection in 4-byte utf8mb4, unless the
     URL or the options name a charset (oslo.db would ask for 3-byte utf8,
     and role names may hold any unicode character)."""
-    parsed = make_url(url)
-    parameters = options.get("connection_parameters") or ""
-    if (parsed.get_backend_name() in ("mysql", "mariadb")
-            and "charset" not in parsed.query
-            and "charset=" not in parameters):
+    if _names_no_charset(url, options):
+        parameters = options.get("connection_parameters") or ""
         options = {**options, "connection_parameters": "&".join(
             filter(None, (parameters, "charset=utf8mb4")))}
     return options
+
+
+# The context managers made here for a MySQL URL that named no charset,
+# whose utf8mb4 role_stash chose: Nova's engines on the same URL get
+# oslo.db's 3-byte utf8.
+_utf8mb4_chosen = weakref.WeakSet()
+
+
+def chose_utf8mb4(context_manager):
+    """Whether role_stash, not the operator's URL, chose the utf8mb4 of a
+    context manager's MySQL connections."""
+    return context_manager in _utf8mb4_chosen
 
 
 def _hide_parameters(engine):
@@ -110,12 +129,15 @@ def context_manager_from_url(url=None, **options):
     # threaded process it gives the CPU away on each call. slave_connection
     # is named even when None: enginefacade would take anything unnamed
     # from the global cfg.CONF's [database] section.
+    chosen = _names_no_charset(url, options)
     options = {"sqlite_fk": True, "thread_checkin": False,
                "slave_connection": None, "max_retries": 0,
                **_with_utf8mb4(url, options)}
     context_manager = enginefacade.transaction_context()
     context_manager.configure(connection=url, **options)
     context_manager.append_on_engine_create(_hide_parameters)
+    if chosen:
+        _utf8mb4_chosen.add(context_manager)
     return context_manager
 
 
@@ -171,6 +193,13 @@ def _configured_replica(context_manager):
     if not hasattr(factory, "_url_cfg"):
         return None
     return factory._url_args_for_conf(cfg.CONF).get("slave_connection") or None
+
+
+def configured_url(context_manager):
+    """The database URL a context manager was configured with, as given
+    (None for a factory made around a given engine)."""
+    configured = _configured(context_manager)
+    return None if configured is None else configured[0]
 
 
 def _set_by_operator(conf, key, group="database"):

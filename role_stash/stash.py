@@ -57,3 +57,11 @@ class CachedReply(typing.NamedTuple):
     stored_at: datetime.datetime
     fresh_until: datetime.datetime | None
     stale_until: datetime.datetime | None
+
+
+class StashWritten(typing.NamedTuple):
+    """A live stash's instance, and when the stash was last written (its
+    update, else its creation)."""
+
+    instance_uuid: str
+    written_at: datetime.datetime

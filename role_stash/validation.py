@@ -127,6 +127,17 @@ def positive_int(value, field, most=None):
     return value
 
 
+def non_negative_int(value, field, most=None):
+    """Return value if it is an int from 0 to most (bools refused)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        _fail(field, f"expected an integer, got {_type_name(value)}")
+    if value < 0:
+        _fail(field, f"must not be negative, got {value}")
+    if most is not None and value > most:
+        _fail(field, f"must be at most {most}, got {value}")
+    return value
+
+
 def limit(value, field="limit"):
     """Return the page size: MAX_LIMIT when None, capped at MAX_LIMIT."""
     if value is None:

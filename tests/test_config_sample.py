@@ -19,9 +19,11 @@ def test_the_shipped_sample_is_what_the_generator_writes(tmp_path):
         "regenerate it: oslo-config-generator --namespace role_stash "
         "--output-file etc/role_stash.conf.sample")
     sample = SAMPLE.read_text()
-    for section in ("[database]", "[api]", "[vendordata_dynamic_auth]"):
+    for section in ("[database]", "[api]", "[vendordata_dynamic_auth]",
+                    "[role_stash]"):
         assert section in sample
     for option in ("#connection = <None>", "#db_max_retries = 20",
                    "#vendordata_dynamic_failure_fatal = false",
-                   "#auth_type = <None>"):
+                   "#auth_type = <None>", "#orphan_grace_period = 86400",
+                   "#deleted_rows_warn_after_days = 30"):
         assert option in sample, option

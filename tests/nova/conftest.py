@@ -30,12 +30,15 @@ from keystone.common import validation as keystone_validation  # noqa: E402
 from keystone import exception as keystone_exception  # noqa: E402
 import nova.context  # noqa: E402
 from nova.db.main import api as nova_main_db  # noqa: E402
+from nova.db.main import models as nova_models  # noqa: E402
 from nova.db import migration as nova_migration  # noqa: E402
 from nova.network import model as network_model  # noqa: E402
 from nova import objects as nova_objects  # noqa: E402
 
 from role_stash import api  # noqa: E402
+from role_stash import engines  # noqa: E402
 from role_stash import migration  # noqa: E402
+from role_stash import models  # noqa: E402
 from role_stash import vendordata  # noqa: E402
 
 CONF = nova_conf.CONF
@@ -225,6 +228,107 @@ def live_instances(nova_engine):
                 "AND deleted = 0"), {"uuid": instance_uuid}).scalar_one()
 
     return count
+
+
+NOVA_INSTANCES = nova_models.Instance.__table__
+NOVA_SYSTEM_METADATA = nova_models.InstanceSystemMetadata.__table__
+
+
+def nova_instance(instance_uuid=None, *, project_id="project-a",
+                  user_id="user-a", boot_roles="member,reader",
+                  deleted=False):
+    """One instance for add_instances: boot_roles is Nova's value, None for
+    no boot_roles row, or a list of values for several rows."""
+    return {"uuid": instance_uuid or str(uuid.uuid4()),
+            "project_id": project_id, "user_id": user_id,
+            "boot_roles": boot_roles, "deleted": deleted}
+
+
+def insert_nova_instances(connection, instances):
+    """INSERT instances (nova_instance() dicts) into Nova's real instances
+    and instance_system_metadata tables, by Nova's own table definitions,
+    on a connection in a transaction; a deleted one gets deleted = its id,
+    as Nova's soft delete sets it. Return their UUIDs."""
+    metadata = []
+    for instance in instances:
+        values = instance["boot_roles"]
+        if values is not None:
+            for value in values if isinstance(values, list) else [values]:
+                metadata.append({"instance_uuid": instance["uuid"],
+                                 "key": "boot_roles", "value": value})
+    connection.execute(NOVA_INSTANCES.insert(), [
+        {"uuid": instance["uuid"], "project_id": instance["project_id"],
+         "user_id": instance["user_id"], "vm_state": "active"}
+        for instance in instances])
+    if metadata:
+        connection.execute(NOVA_SYSTEM_METADATA.insert(), metadata)
+    deleted = [instance["uuid"] for instance in instances
+               if instance["deleted"]]
+    if deleted:
+        connection.execute(
+            NOVA_INSTANCES.update()
+            .where(NOVA_INSTANCES.c.uuid.in_(deleted))
+            .values(deleted=NOVA_INSTANCES.c.id, deleted_at=sa.func.now()))
+    return [instance["uuid"] for instance in instances]
+
+
+@pytest.fixture(scope="session")
+def _cell_context_manager(nova_shared_url):
+    context_manager = engines.context_manager_from_url(nova_shared_url)
+    yield context_manager
+    context_manager.dispose_pool()
+
+
+@pytest.fixture
+def cell_database(_cell_context_manager):
+    """The shared database of both schemas as role-stash-manage sees a
+    cell's database: an enginefacade context manager of role_stash's on
+    it. After the test the rows of the tables role_stash reads or writes
+    (instances, instance_system_metadata, its own) are deleted; a test
+    that lets Nova's objects write more takes nova_context_manager."""
+    yield _cell_context_manager
+    tables = [*reversed(models.Base.metadata.sorted_tables),
+              NOVA_SYSTEM_METADATA, NOVA_INSTANCES]
+    with _cell_context_manager.writer.get_engine().begin() as connection:
+        for table in tables:
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def add_instances(cell_database):
+    """add_instances(*instances): the instances (nova_instance() dicts)
+    INSERTed into Nova's real tables of the cell database, committed;
+    returns their UUIDs."""
+    def add(*instances):
+        with cell_database.writer.get_engine().begin() as connection:
+            return insert_nova_instances(connection, instances)
+    return add
+
+
+@pytest.fixture
+def creating_instances(cell_database):
+    """creating_instances(*instances): a transaction, left open, of a
+    connection of its own that INSERTed the instances into Nova's tables,
+    as a server create's is before its COMMIT: the test commits it, or it
+    is rolled back after the test."""
+    opened = []
+
+    def create(*instances):
+        connection = cell_database.writer.get_engine().connect()
+        transaction = connection.begin()
+        opened.append(connection)
+        insert_nova_instances(connection, instances)
+        return transaction
+
+    yield create
+    for connection in opened:
+        connection.close()
+
+
+@pytest.fixture
+def instance():
+    """instance(...): one instance for add_instances (see nova_instance)."""
+    return nova_instance
 
 
 @pytest.fixture

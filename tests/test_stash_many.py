@@ -1,0 +1,60 @@
+"""Stashes written by the batch (an import's): all in one transaction, a
+multi-row INSERT of the stashes and one of their roles; an instance
+stashed meanwhile by another writer is left as it is and reported, the
+others then written one by one."""
+
+import uuid
+
+import pytest
+
+from role_stash import api
+from role_stash import exception
+
+
+def new_stash(roles=("member", "reader")):
+    return api.Stash(str(uuid.uuid4()), "project-a", "user-a", tuple(roles))
+
+
+def writes(statements):
+    return [statement for statement in statements
+            if statement.lstrip().upper().startswith("INSERT")]
+
+
+def test_a_batch_is_stashed_in_two_statements(repository, count_statements,
+                                              server):
+    batch = [new_stash(), new_stash(["admin"]), new_stash(["ロール", " x"])]
+    with count_statements() as statements:
+        assert repository.stash_many(batch) == {}
+    # SQLite does not promise RETURNING's order for many rows, so
+    # SQLAlchemy sends it one row per INSERT there (in-process).
+    assert len(writes(statements)) == (
+        len(batch) + 1 if server.name == "sqlite" else 2)
+    found = repository.get_stashes([stash.instance_uuid for stash in batch])
+    assert [found[stash.instance_uuid].roles for stash in batch] == [
+        stash.roles for stash in batch]
+
+
+def test_an_instance_stashed_meanwhile_is_kept_and_reported(repository):
+    rival = repository.stash_roles(str(uuid.uuid4()), project_id="other",
+                                   user_id="u", roles=["observer"])
+    batch = [new_stash(), rival._replace(project_id="project-a",
+                                         roles=("member",)), new_stash()]
+    found = repository.stash_many(batch)
+    assert found == {rival.instance_uuid: rival}
+    assert repository.get_stash(rival.instance_uuid).roles == ("observer",)
+    assert {uuid_ for uuid_ in repository.get_stashes(
+        [stash.instance_uuid for stash in batch])} == {
+            stash.instance_uuid for stash in batch}
+
+
+def test_a_batch_is_validated_before_any_sql(repository, count_statements):
+    good = new_stash()
+    with count_statements() as statements:
+        with pytest.raises(exception.InvalidArgument,
+                           match=r"stashes\[1\]\.roles\[0\]"):
+            repository.stash_many([good, new_stash([""])])
+        with pytest.raises(exception.InvalidArgument, match="more than once"):
+            repository.stash_many([good, good])
+        with pytest.raises(exception.InvalidArgument, match="more than 1000"):
+            repository.stash_many([new_stash()] * 1001)
+    assert statements == []
