@@ -11,11 +11,14 @@ says so in capitals.
 
 import collections
 import contextlib
+import logging
 import os
 import pathlib
 import random
 import string
 import tempfile
+import threading
+import time
 
 from oslo_db.sqlalchemy import provision
 import pytest
@@ -24,6 +27,7 @@ from sqlalchemy.engine import make_url
 import testing.postgresql
 
 from role_stash import api
+from role_stash import exception
 from role_stash import migration
 from role_stash import models
 
@@ -199,6 +203,278 @@ def repository(_session_repository):
 
 
 
+# The audit of a load run: what its callers were told, against what the
+# database holds.
+
+class Call(collections.namedtuple(
+        "Call", "instance action payload outcome started ended result")):
+    """One repository call of a load run, as its caller saw it: action
+    create, replace, delete or read; payload (project_id, user_id, roles)
+    of a write; outcome "ok" or the error's class name ("raw ..." for an
+    error that is not role_stash's); result the payload a write or read
+    returned (None for no stash), or a delete's bool."""
+
+    @property
+    def in_doubt(self):
+        """A write or delete that failed with a database error: it may
+        have committed."""
+        return self.outcome in ("DatabaseError", "DatabaseUnavailable",
+                                "DatabaseDeadlock")
+
+
+def payload_of(stash):
+    return None if stash is None else (stash.project_id, stash.user_id,
+                                       tuple(stash.roles))
+
+
+class Ledger:
+    """The calls of a load run, as their callers saw them: each worker
+    thread records its calls here; a forked worker records in its copy and
+    hands back exported() for the parent to add()."""
+
+    def __init__(self):
+        self.calls = []
+        self._lock = threading.Lock()
+
+    def call(self, repository, instance, action, payload=None):
+        """Run one repository call, record and return its Call (errors
+        recorded, never raised)."""
+        started = time.monotonic()
+        result = None
+        try:
+            if action == "delete":
+                result = repository.delete_stash(instance, missing_ok=True)
+            elif action == "read":
+                try:
+                    result = payload_of(repository.get_stash(instance))
+                except exception.StashNotFound:
+                    result = None
+            else:
+                project_id, user_id, roles = payload
+                result = payload_of(repository.stash_roles(
+                    instance, project_id=project_id, user_id=user_id,
+                    roles=list(roles), replace=action == "replace"))
+            outcome = "ok"
+        except exception.RoleStashError as error:
+            outcome = type(error).__name__
+        except Exception as error:
+            outcome = f"raw {type(error).__name__}: {error}"
+        call = Call(instance, action, payload, outcome, started,
+                    time.monotonic(), result)
+        with self._lock:
+            self.calls.append(call)
+        return call
+
+    def exported(self):
+        """The calls as plain tuples, to cross a process boundary."""
+        with self._lock:
+            return [tuple(call) for call in self.calls]
+
+    def add(self, exported):
+        with self._lock:
+            self.calls.extend(Call._make(call) for call in exported)
+
+    def outcomes(self):
+        """{(action, outcome): count}."""
+        return collections.Counter((call.action, call.outcome)
+                                   for call in self.calls)
+
+
+@pytest.fixture
+def ledger():
+    """A new Ledger for a load run."""
+    return Ledger()
+
+
+def _database_rows(url, runs):
+    """{instance: [(payload, live)]} of every stash row, deleted or not,
+    of the instances whose UUID starts with one of runs (a load run's
+    instances share their first group, so the rows of other tests are
+    left out and the run's stray ones are not)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            stashes = connection.execute(sa.select(
+                models.Stash.id, models.Stash.instance_uuid,
+                models.Stash.project_id, models.Stash.user_id,
+                models.Stash.deleted)).all()
+            roles = collections.defaultdict(list)
+            for stash_id, name in connection.execute(
+                    sa.select(models.StashRole.stash_id, models.StashRole.name)
+                    .order_by(models.StashRole.stash_id,
+                              models.StashRole.position)):
+                roles[stash_id].append(name)
+    finally:
+        engine.dispose()
+    rows = collections.defaultdict(list)
+    for stash_id, instance, project_id, user_id, deleted in stashes:
+        if instance[:8] not in runs:
+            continue
+        rows[instance].append(
+            ((project_id, user_id, tuple(roles[stash_id])), deleted == 0))
+    return rows
+
+
+def audit_calls(url, calls):
+    """Compare what the callers were told with what the database at url
+    holds; return the counts of the faults found (each must be 0) and of
+    what was checked."""
+    rows = _database_rows(url, {call.instance[:8] for call in calls})
+    by_instance = collections.defaultdict(list)
+    for call in calls:
+        by_instance[call.instance].append(call)
+    found = collections.Counter()
+    for instance in set(by_instance) | set(rows):
+        _audit_instance(by_instance[instance], rows[instance], found)
+    found["calls"] = len(calls)
+    found["acknowledged"] = sum(call.outcome == "ok" for call in calls)
+    found["in doubt"] = sum(call.in_doubt for call in calls)
+    found["raw errors"] = sum(call.outcome.startswith("raw")
+                              for call in calls)
+    return found
+
+
+def _audit_instance(calls, rows, found):
+    writes = [call for call in calls if call.action in ("create", "replace")]
+    may_have_written = [call for call in writes
+                        if call.outcome == "ok" or call.in_doubt]
+    attempted = {call.payload for call in writes}
+    # Torn: a row or a read holding a payload nobody sent (a partial role
+    # set, one caller's ids with another's roles).
+    found["torn"] += sum(payload not in attempted for payload, _ in rows)
+    found["torn"] += sum(call.action == "read" and call.outcome == "ok"
+                         and call.result not in attempted | {None}
+                         for call in calls)
+    found["rows"] += len(rows)
+    if sum(live for _, live in rows) > 1:
+        found["duplicate live rows"] += 1
+    # Phantom: more rows of a payload than calls that may have written
+    # one; more deleted rows than deletes that may have deleted one.
+    held = collections.Counter(payload for payload, _ in rows)
+    writers = collections.Counter(call.payload for call in may_have_written)
+    found["phantom"] += sum(max(0, count - writers[payload])
+                            for payload, count in held.items())
+    deletes = [call for call in calls if call.action == "delete"]
+    acknowledged_deletes = sum(call.outcome == "ok" and call.result
+                               for call in deletes)
+    deleted_rows = sum(not live for _, live in rows)
+    found["phantom"] += max(0, deleted_rows - acknowledged_deletes - sum(
+        call.in_doubt for call in deletes))
+    # Lost: a delete that said it deleted and left no deleted row; a write
+    # told to succeed whose payload is nowhere, though no replace that
+    # could come after it wrote another over it.
+    found["lost"] += max(0, acknowledged_deletes - deleted_rows)
+    for write in writes:
+        if write.outcome != "ok" or write.result in held:
+            continue
+        if not any(other.action == "replace" and other.payload != write.result
+                   and other.ended > write.started
+                   for other in may_have_written):
+            found["lost"] += 1
+    # The final state is one a serial order gives: that of the last call
+    # told to succeed, or of a call that overlapped it.
+    changes = [call for call in writes + deletes
+               if call.outcome == "ok" or call.in_doubt]
+    told = [call for call in changes if call.outcome == "ok"]
+    if told:
+        last = max(told, key=lambda call: call.ended)
+        candidates = [call for call in changes if call.ended >= last.started]
+        live = [payload for payload, is_live in rows if is_live]
+        final = live[0] if live else None
+        if not any(call.payload == final if call.action != "delete"
+                   else final is None for call in candidates):
+            found["lost"] += 1
+    # A conflict is false when no other payload may have been live: a
+    # replace never conflicts, a create only with another payload sent
+    # before it ended.
+    for call in calls:
+        if call.outcome != "StashConflict":
+            continue
+        if call.action == "replace" or not any(
+                other.payload != call.payload and other.started < call.ended
+                for other in may_have_written):
+            found["false conflicts"] += 1
+
+
+_audits = []
+
+
+@pytest.fixture
+def audit(request):
+    """audit(url, calls, **figures): the audit of a load run's calls
+    against the database at url; each fault count must be 0, which the
+    fixture asserts. The counts, with figures (writers, retries, faults
+    injected), go to the run's summary."""
+    backend = getattr(request.node, "callspec", None)
+    backend = backend.params.get("server", "?") if backend else "?"
+
+    def run(url, calls, **figures):
+        found = audit_calls(url, calls)
+        _audits.append((backend, request.node.name, found, figures))
+        faults = {name: found[name] for name in (
+            "lost", "phantom", "torn", "false conflicts", "raw errors",
+            "duplicate live rows")}
+        assert faults == dict.fromkeys(faults, 0), (found, [
+            call for call in calls if call.outcome.startswith("raw")][:5])
+        return found
+
+    return run
+
+
+class DatabaseEvents:
+    """What oslo.db and SQLAlchemy saw while it listened: retries (oslo.db's
+    "Performing DB retry" log line, per thread too) and database errors
+    (SQLAlchemy's handle_error event), by kind."""
+
+    def __init__(self):
+        self.retries = 0
+        self.retries_by_thread = collections.Counter()
+        self.errors = collections.Counter()
+        self._lock = threading.Lock()
+
+    def retried(self, record):
+        if record.getMessage().startswith("Performing DB retry"):
+            with self._lock:
+                self.retries += 1
+                self.retries_by_thread[record.thread] += 1
+
+    def failed(self, context):
+        error = context.original_exception
+        kind = ("disconnect" if context.is_disconnect
+                else type(error).__name__)
+        with self._lock:
+            self.errors[kind] += 1
+
+
+class _RetryLog(logging.Handler):
+    def __init__(self, events):
+        super().__init__(logging.DEBUG)
+        self.events = events
+
+    def emit(self, record):
+        self.events.retried(record)
+
+
+@pytest.fixture
+def database_events():
+    """A DatabaseEvents listening for the test's length (in forked
+    children too: each counts its own)."""
+    events = DatabaseEvents()
+    logger = logging.getLogger("oslo_db.api")
+    handler = _RetryLog(events)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    sa.event.listen(sa.Engine, "handle_error", events.failed)
+    try:
+        yield events
+    finally:
+        sa.event.remove(sa.Engine, "handle_error", events.failed)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+
 class Statement(str):
     """A statement's SQL, and the parameters it was sent with."""
 
@@ -258,6 +534,13 @@ def pytest_terminal_summary(terminalreporter):
             f"role_stash backend {name}: " + ", ".join(
                 f"{counts[outcome]} {outcome}"
                 for outcome in ("passed", "failed", "skipped")))
+    for backend, test, found, figures in _audits:
+        terminalreporter.write_line(
+            f"role_stash audit {backend} {test}: " + ", ".join(
+                [f"{name} {value}" for name, value in figures.items()]
+                + [f"{name} {found[name]}" for name in (
+                    "calls", "acknowledged", "in doubt", "rows", "lost",
+                    "phantom", "torn", "false conflicts")]))
     for name, reason in _unavailable.items():
         terminalreporter.write_line(
             f"BACKEND {name.upper()} MISSING: its tests did not run ({reason})",
