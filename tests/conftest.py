@@ -440,10 +440,21 @@ class DatabaseEvents:
 
     def failed(self, context):
         error = context.original_exception
-        kind = ("disconnect" if context.is_disconnect
+        # MySQL's error number first: its deadlock's SQLSTATE is 40001.
+        code = ((getattr(error, "args", None) or (None,))[0]
+                if self._mysql(context) else
+                getattr(error, "pgcode", None)
+                or getattr(error, "sqlstate", None))
+        kind = ("deadlock" if code in ("40P01", 1213)
+                else "serialization failure" if code == "40001"
+                else "disconnect" if context.is_disconnect
                 else type(error).__name__)
         with self._lock:
             self.errors[kind] += 1
+
+    @staticmethod
+    def _mysql(context):
+        return context.dialect.name in ("mysql", "mariadb")
 
 
 class _RetryLog(logging.Handler):
