@@ -59,11 +59,14 @@ _CONFIG_OPTIONS = (
 # times 10 s apart) would replace role_stash's bounded ones.
 _OPERATOR_ONLY = RETRY_OPTIONS + ("max_retries", "retry_interval")
 
-# Retries of a call made alone, where [database] says nothing: a metadata
-# GET is waited on by a guest, so a few short tries rather than oslo.db's
-# twenty, up to ten seconds apart.
-DEFAULT_RETRIES = {"max_retries": 5, "retry_interval": 0.05,
-                   "inc_retry_interval": True, "max_retry_interval": 0.5}
+# Retries of a call made alone, where [database] says nothing: long
+# enough to ride out a database restart or a failover, short enough that
+# a guest's metadata GET still answers within cloud-init's 10 s request
+# timeout; oslo.db's own twenty tries up to ten seconds apart would hold
+# a worker for minutes. The first tries come quickly, for a dropped
+# connection or a deadlock; the README gives the window this adds up to.
+DEFAULT_RETRIES = {"max_retries": 10, "retry_interval": 0.05,
+                   "inc_retry_interval": True, "max_retry_interval": 1.0}
 
 # After a read on the replica ([database] slave_connection) fails, lone
 # reads go to the primary this long before the replica is tried again: a
@@ -115,6 +118,29 @@ def _hide_parameters(engine):
     engine.hide_parameters = True
 
 
+# The engines role_stash built, whose pooled connections a forked child
+# drops without closing them (SQLAlchemy's advice for os.fork()): oslo.db's
+# fork guard discards a parent's connection in the child by invalidating
+# it, which closes it, and the driver then ends the parent's session on
+# the server.
+_ENGINES_OF_THIS_PROCESS = weakref.WeakSet()
+
+
+def _forget_parent_connections():
+    for engine in list(_ENGINES_OF_THIS_PROCESS):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_parent_connections)
+
+
+def _set_up_engine(engine):
+    """What every engine role_stash builds gets: hidden parameters, and
+    its parent's connections left alone in a forked child."""
+    _hide_parameters(engine)
+    _ENGINES_OF_THIS_PROCESS.add(engine)
+
+
 def context_manager_from_url(url=None, **options):
     """Return a new enginefacade transaction context manager for a URL.
 
@@ -135,7 +161,7 @@ def context_manager_from_url(url=None, **options):
                **_with_utf8mb4(url, options)}
     context_manager = enginefacade.transaction_context()
     context_manager.configure(connection=url, **options)
-    context_manager.append_on_engine_create(_hide_parameters)
+    context_manager.append_on_engine_create(_set_up_engine)
     if chosen:
         _utf8mb4_chosen.add(context_manager)
     return context_manager
@@ -425,8 +451,8 @@ def _read_engine(url, engine_args, options, hooks):
     drop_savepoint_cause_listeners). Then, as enginefacade does with its
     own engines, the context manager's on_engine_create hooks."""
     def create(url, **arguments):
-        engine = sa.create_engine(
-            url, **{**arguments, **options, "hide_parameters": True})
+        engine = sa.create_engine(url, **{**arguments, **options})
+        _set_up_engine(engine)
         return engine, engine
 
     engine = oslo_engines.create_engine(
@@ -455,9 +481,13 @@ def _retry_policy(settings):
 
 def _worth_a_retry(error):
     """Besides deadlock and disconnect: a serialization failure, a connect
-    that failed in a way oslo.db does not recognize (psycopg's refused
-    connection), and SQLite's lock, taken by another writer; error may be
-    oslo.db's DBError around SQLAlchemy's."""
+    that failed in a way oslo.db does not recognize (libpq's "connection
+    to server ... failed", which psycopg2 and psycopg raise while the
+    server restarts), and SQLite's lock, taken by another writer; error
+    may be oslo.db's DBError around SQLAlchemy's. Never a database that
+    does not exist: no retry makes it."""
+    if isinstance(error, db_exc.DBNonExistentDatabase):
+        return False
     error = getattr(error, "inner_exception", None) or error
     if not isinstance(error, sa.exc.OperationalError):
         return False
@@ -500,26 +530,37 @@ def _translated(error, conflict):
             "unexpected duplicate entry")
     if isinstance(error, db_exc.DBConnectionError):
         return exception.DatabaseUnavailable(
-            "the database connection failed or was lost")
+            f"the database connection failed or was lost ({_cause(error)})")
     if isinstance(error, db_exc.DBNonExistentDatabase):
         return exception.DatabaseUnavailable(
-            "the database does not exist or cannot be opened")
+            f"the database does not exist or cannot be opened "
+            f"({_cause(error)})")
     if isinstance(error, db_exc.DBDeadlock) or _is_serialization_failure(
             getattr(error, "inner_exception", None) or error):
         return exception.DatabaseDeadlock(
             "the transaction was rolled back, a deadlock's or a "
             "serialization failure's victim; retry it whole")
     if isinstance(error, sa.exc.TimeoutError):
+        # Never retried: a retry would wait out pool_timeout once more.
         return exception.DatabaseUnavailable(
-            "no pooled connection came free in time")
+            f"no pooled connection came free within [database] "
+            f"pool_timeout ({error.args[0]}); every connection of "
+            f"max_pool_size and max_overflow was in use")
     if isinstance(error, sa.exc.DBAPIError) and error.statement is None:
         # Not raised by a statement: by the connect (psycopg's "connection
         # to server ... failed", which oslo.db does not recognize), or by
         # a COMMIT or ROLLBACK.
         return exception.DatabaseUnavailable(
             "the database could not be reached, or failed to end a "
-            f"transaction ({str(error.orig).strip()})")
+            f"transaction ({_cause(error)})")
     return _database_error(error)
+
+
+def _cause(error):
+    """The driver's own words for a failure, on one line (they carry no
+    bound values)."""
+    cause = getattr(error, "inner_exception", None) or error
+    return " ".join(str(getattr(cause, "orig", None) or cause).split())
 
 
 # MySQL's "Incorrect string value": a character the connection's or the

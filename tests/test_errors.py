@@ -32,8 +32,10 @@ def test_unmigrated_database_is_a_database_error(database_url):
 
 
 def test_unreachable_database_is_unavailable(unreachable_url):
+    # The retries' window is tested in test_engines.
     assert_read_and_write_raise(unreachable_url,
-                                exception.DatabaseUnavailable, max_retries=0)
+                                exception.DatabaseUnavailable,
+                                db_max_retries=0)
 
 
 def kill_pooled_connections(repository):
