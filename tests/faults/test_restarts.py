@@ -155,11 +155,10 @@ def test_an_outage_past_the_retry_window_fails_clearly_then_recovers(
         assert len(failures(ledger)) - failed <= WRITERS + READERS, (
             "calls went on failing once the server was back")
         # Writes that failed are "in doubt" to the audit: one that
-        # committed would not count as a phantom, and none did.
-        found = audit(migrated_url, ledger.calls, workers=WRITERS + READERS,
-                      faults="1 outage past the window",
-                      retries=database_events.retries)
-        assert found["phantom"] == 0
+        # committed anyway would not count as a phantom.
+        audit(migrated_url, ledger.calls, workers=WRITERS + READERS,
+              faults="1 outage past the window",
+              retries=database_events.retries)
         # Recovered: every kind of call works on the same repository.
         instance = f"{load.run}-0000-4000-8999-000000000001"
         assert repository.stash_roles(instance, project_id="p", user_id="u",
