@@ -26,6 +26,8 @@ import pytest
 import sqlalchemy as sa
 import testing.postgresql
 
+from role_stash import migration
+
 STRICT = bool(os.environ.get("ROLE_STASH_REQUIRE_ALL_BACKENDS")
               or os.environ.get("CI"))
 PG_WRAPPER = pathlib.Path(__file__).parent.parent / "pg_as_postgres.sh"
@@ -244,3 +246,18 @@ def server(request):
     # A test that failed midway may have left the server stopped.
     if backend.private.process.poll() is not None:
         backend.start()
+
+
+@pytest.fixture
+def migrated_database(server):
+    """The URL of a new database on the private server, migrated to head,
+    dropped after the test."""
+    url = server.new_database()
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            migration.upgrade(connection)
+    finally:
+        engine.dispose()
+    yield url
+    server.drop_database(url)

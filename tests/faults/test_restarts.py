@@ -106,11 +106,11 @@ def failures(ledger):
 
 
 def test_a_restart_within_the_retry_window_fails_no_call(
-        server, migrated_url, ledger, audit, database_events):
+        server, migrated_database, ledger, audit, database_events):
     """Default retries: the server is stopped once the load runs, and
     started again once the load's calls have met the stopped server and
     retried; no call fails."""
-    repository = api.StashRepository.from_url(migrated_url)
+    repository = api.StashRepository.from_url(migrated_database)
     try:
         with Load(repository, ledger) as load:
             load.goes_on()
@@ -124,18 +124,19 @@ def test_a_restart_within_the_retry_window_fails_no_call(
     finally:
         repository.close()
     assert failures(ledger) == []
-    audit(migrated_url, ledger.calls, workers=WRITERS + READERS,
+    audit(migrated_database, ledger.calls, workers=WRITERS + READERS,
           faults=f"1 restart ({outage:.1f} s down)",
           retries=database_events.retries)
 
 
 def test_an_outage_past_the_retry_window_fails_clearly_then_recovers(
-        server, migrated_url, ledger, audit, database_events):
+        server, migrated_database, ledger, audit, database_events):
     """With a short window: while the server stays down, a call fails
     with DatabaseUnavailable naming the refused connection, after exactly
     its retries; once the server is back the same repository's calls
     succeed again, its pool recovered on its own."""
-    repository = api.StashRepository.from_url(migrated_url, **SHORT_WINDOW)
+    repository = api.StashRepository.from_url(migrated_database,
+                                              **SHORT_WINDOW)
     try:
         with Load(repository, ledger) as load:
             load.goes_on()
@@ -156,7 +157,7 @@ def test_an_outage_past_the_retry_window_fails_clearly_then_recovers(
             "calls went on failing once the server was back")
         # Writes that failed are "in doubt" to the audit: one that
         # committed anyway would not count as a phantom.
-        audit(migrated_url, ledger.calls, workers=WRITERS + READERS,
+        audit(migrated_database, ledger.calls, workers=WRITERS + READERS,
               faults="1 outage past the window",
               retries=database_events.retries)
         # Recovered: every kind of call works on the same repository.
