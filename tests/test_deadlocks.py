@@ -20,7 +20,8 @@ from role_stash import exception
 SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")
 INSTANCE = "5d7c3a1e-4b2f-4c6d-8e9f-0a1b2c3d4e5f"
 EARLIER = "a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d"
-BEFORE = {"project_id": "p", "user_id": "before", "roles": ["member", "reader"]}
+BEFORE = {"project_id": "p", "user_id": "before",
+          "roles": ["member", "reader"]}
 AFTER = {"project_id": "p", "user_id": "after", "roles": ["admin"]}
 DEADLINE = 30
 

@@ -21,7 +21,8 @@ from role_stash import exception
 SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")
 INSTANCE = "3e9a1c2b-7d4f-4e8a-9b6c-5d4e3f2a1b0c"
 OTHER = "8c7b6a5d-4e3f-4a2b-9c1d-0e9f8a7b6c5d"
-BEFORE = {"project_id": "p", "user_id": "before", "roles": ["member", "reader"]}
+BEFORE = {"project_id": "p", "user_id": "before",
+          "roles": ["member", "reader"]}
 AFTER = {"project_id": "p", "user_id": "after", "roles": ["admin", "member"]}
 
 

@@ -57,7 +57,8 @@ class PrivateServer:
     name = None
 
     def __init__(self):
-        self.folder = pathlib.Path(tempfile.mkdtemp(prefix="role_stash_faults_"))
+        self.folder = pathlib.Path(
+            tempfile.mkdtemp(prefix="role_stash_faults_"))
         self.port = _free_port()
         self.process = None
         self._log = open(self.folder / "server.log", "ab")
