@@ -45,6 +45,8 @@ setuptools.setup(
             "pytest>=8",
             "testing.postgresql>=1.3.0",
             "testresources>=2.0",
+            # Property-based tests of bad input (tests/test_bad_input.py).
+            "hypothesis>=6.100",
         ],
         "benchmark": [
             "pyinstrument>=4",

@@ -287,12 +287,12 @@ class StashRepository:
         """Stash the identity of a Nova RequestContext, inside its
         transaction. Only project, user, roles and domain ids are read:
         the context's token is never touched."""
+        project_id, user_id, roles, project_domain_id, user_domain_id = (
+            validation.request_identity(context))
         return self.stash_roles(
-            instance_uuid, project_id=context.project_id,
-            user_id=context.user_id, roles=context.roles,
-            project_domain_id=getattr(context, "project_domain_id", None),
-            user_domain_id=getattr(context, "user_domain_id", None),
-            replace=replace, context=context)
+            instance_uuid, project_id=project_id, user_id=user_id,
+            roles=roles, project_domain_id=project_domain_id,
+            user_domain_id=user_domain_id, replace=replace, context=context)
 
     def _read_replica_first(self, context, read, instance_uuids):
         """Return {instance_uuid: value} of read(connection, uuids).
@@ -447,11 +447,10 @@ class StashRepository:
         same moment wins quietly."""
         instance_uuid = validation.instance_uuid(instance_uuid)
         target = validation.text(target, "target")
-        if not isinstance(body, str):
-            raise exception.InvalidArgument(
-                "body", f"expected the reply's JSON text, got "
-                        f"{type(body).__name__}")
-        now = now or timeutils.utcnow()
+        body = validation.reply_body(body)
+        freshness = validation.freshness(freshness)
+        now = (timeutils.utcnow() if now is None
+               else validation.utc_datetime(now, "now"))
         keys = {"uuid": instance_uuid, "target": target}
 
         def write(connection):

@@ -21,6 +21,8 @@ _DIRECTIVE = re.compile(
     r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*'
     r'(?:=\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+|"(?:[^"\\]|\\.)*"))?\s*')
 _SECONDS = re.compile(r"[0-9]+")
+# RFC 9111 1.2.2: a delta-seconds too large to work with counts as 2**31.
+_GREATEST_DELTA = 2**31
 # Directives that take delta-seconds, and must then have a valid one.
 _DELTA_DIRECTIVES = ("max-age", "stale-if-error", "s-maxage")
 
@@ -92,7 +94,7 @@ def freshness(headers, now):
         directives = cache_control(headers.get("Cache-Control") or "")
         if "no-store" in directives:
             return None
-        age = int(headers.get("Age") or 0)
+        age = _delta(headers.get("Age") or 0)
         if age < 0:
             raise Malformed("negative Age")
         etag = headers.get("ETag")
@@ -102,13 +104,14 @@ def freshness(headers, now):
                 return None  # nothing to revalidate it with
             return Freshness(None, None, etag, last_modified)
         if "max-age" in directives:
-            lifetime = int(directives["max-age"])
+            lifetime = _delta(directives["max-age"])
         elif headers.get("Expires") is not None:
             date = (_http_date(headers["Date"]) if headers.get("Date")
                     else now)
             lifetime = (_http_date(headers["Expires"]) - date).total_seconds()
         else:
             return None  # no explicit lifetime: do not guess one
+        lifetime = min(lifetime, _GREATEST_DELTA)
         if lifetime - age <= 0:
             return None
         fresh_until = now + datetime.timedelta(seconds=lifetime - age)
@@ -116,10 +119,15 @@ def freshness(headers, now):
         if ("stale-if-error" in directives
                 and "must-revalidate" not in directives):
             stale_until = fresh_until + datetime.timedelta(
-                seconds=int(directives["stale-if-error"]))
+                seconds=_delta(directives["stale-if-error"]))
         return Freshness(fresh_until, stale_until, etag, last_modified)
     except ValueError:  # Malformed, or an Age that is not a number
         return None
+
+
+def _delta(value):
+    """delta-seconds, at most _GREATEST_DELTA."""
+    return min(int(value), _GREATEST_DELTA)
 
 
 def revalidation_headers(entry):

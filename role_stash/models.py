@@ -10,6 +10,8 @@ UUID_LENGTH = 36
 # Keystone's ids and role names fit in 255 characters.
 ID_LENGTH = 255
 ROLE_NAME_LENGTH = 255
+# An HTTP date (IMF-fixdate is 29 characters), as a reply's Last-Modified.
+LAST_MODIFIED_LENGTH = 64
 
 NAMING_CONVENTION = {
     "ix": "%(table_name)s_%(column_0_N_name)s_idx",
@@ -115,7 +117,8 @@ class VendordataReply(Base):
     target: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
     body: orm.Mapped[str] = orm.mapped_column(ReplyBody)
     etag: orm.Mapped[str | None] = orm.mapped_column(sa.String(ID_LENGTH))
-    last_modified: orm.Mapped[str | None] = orm.mapped_column(sa.String(64))
+    last_modified: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(LAST_MODIFIED_LENGTH))
     stored_at: orm.Mapped[datetime.datetime] = orm.mapped_column(Timestamp)
     fresh_until: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
         Timestamp)

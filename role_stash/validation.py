@@ -5,6 +5,7 @@ import datetime
 import re
 
 from role_stash import exception
+from role_stash import http_cache
 from role_stash import models
 
 # The one form Nova writes: 8-4-4-4-12 hex digits; stored in lower case.
@@ -15,6 +16,10 @@ MAX_LIMIT = 1000
 MAX_BULK = 1000
 # Above SQLite's 32766 bound parameters a purge batch could not be deleted.
 MAX_BATCH = 10000
+# A cached reply's body, in UTF-8: far above what the vendordata drop-in
+# stores, within what every backend takes in one statement (MariaDB's
+# default max_allowed_packet, MEDIUMTEXT).
+MAX_REPLY_BODY_BYTES = 1024 * 1024
 # How much of a refused value an error message repeats.
 _SHOWN = 40
 
@@ -150,8 +155,27 @@ def utc_datetime(value, field):
     if not isinstance(value, datetime.datetime):
         _fail(field, f"expected a datetime, got {_type_name(value)}")
     if value.tzinfo is not None:
-        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        try:
+            value = value.astimezone(datetime.timezone.utc)
+        except OverflowError:
+            _fail(field, f"{value.isoformat()} has no UTC equivalent in "
+                         "years 1 to 9999")
+        value = value.replace(tzinfo=None)
     return value
+
+
+def request_identity(value, field="context"):
+    """Return (project_id, user_id, roles, project_domain_id,
+    user_domain_id) of a request context (Nova's RequestContext): these
+    attributes only, never its token; the domain ids may be absent."""
+    try:
+        project_id, user_id, roles = value.project_id, value.user_id, value.roles
+    except AttributeError:
+        _fail(field, f"expected a request context with project_id, user_id "
+                     f"and roles, got {_type_name(value)}")
+    return (project_id, user_id, roles,
+            getattr(value, "project_domain_id", None),
+            getattr(value, "user_domain_id", None))
 
 
 def flag(value, field):
@@ -159,3 +183,44 @@ def flag(value, field):
     if not isinstance(value, bool):
         _fail(field, f"expected True or False, got {_type_name(value)}")
     return value
+
+
+def reply_body(value, field="body"):
+    """Return a reply's JSON text if every backend stores it: a string of
+    at most MAX_REPLY_BODY_BYTES in UTF-8, without NUL (PostgreSQL refuses
+    it) or a lone surrogate (no UTF-8 encodes it)."""
+    if not isinstance(value, str):
+        _fail(field, f"expected the reply's JSON text, got {_type_name(value)}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        _fail(field, "contains a lone surrogate, which no UTF-8 database "
+                     "stores")
+    if size > MAX_REPLY_BODY_BYTES:
+        _fail(field, f"longer than {MAX_REPLY_BODY_BYTES} bytes in UTF-8 "
+                     f"({size})")
+    if "\x00" in value:
+        _fail(field, "contains NUL, which no database stores")
+    return value
+
+
+def freshness(value, field="freshness"):
+    """Return None, or an http_cache.Freshness with naive UTC times (aware
+    ones converted), validators that are ids (a Last-Modified of at most
+    LAST_MODIFIED_LENGTH), and a lifetime or a validator to use it by."""
+    if value is None:
+        return None
+    if not isinstance(value, http_cache.Freshness):
+        _fail(field, f"expected an http_cache.Freshness or None, got "
+                     f"{_type_name(value)}")
+    fresh_until, stale_until = (
+        None if moment is None else utc_datetime(moment, f"{field}.{name}")
+        for name, moment in (("fresh_until", value.fresh_until),
+                             ("stale_until", value.stale_until)))
+    etag = optional_text(value.etag, f"{field}.etag")
+    last_modified = None if value.last_modified is None else text(
+        value.last_modified, f"{field}.last_modified",
+        models.LAST_MODIFIED_LENGTH)
+    if not (fresh_until or stale_until or etag or last_modified):
+        _fail(field, "has neither a lifetime nor a validator to be used by")
+    return http_cache.Freshness(fresh_until, stale_until, etag, last_modified)

@@ -298,8 +298,16 @@ class DynamicVendorData:
                 last_modified=freshness.last_modified or cached.last_modified)
         if freshness is None and cached is None:
             return
-        self._read_or_warn(self._repository.store_reply, self.instance.uuid,
-                           name, body or "", freshness, now=now)
+        try:
+            self._read_or_warn(self._repository.store_reply,
+                               self.instance.uuid, name, body or "",
+                               freshness, now=now)
+        except exception.InvalidArgument as error:
+            # A reply the cache cannot keep exactly (a validator longer
+            # than its column, a NUL in the body) is served, not cached.
+            LOG.warning("The reply of dynamic vendordata service %s for "
+                        "instance %s is not cached: %s", name,
+                        self.instance.uuid, error)
 
     def get(self):
         """Return {target name: reply} for every configured target."""

@@ -20,6 +20,8 @@ import tempfile
 import threading
 import time
 
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from oslo_db.sqlalchemy import provision
 import pytest
 import sqlalchemy as sa
@@ -41,6 +43,37 @@ PG_WRAPPER = pathlib.Path(__file__).with_name("pg_as_postgres.sh")
 
 _unavailable = {}
 _outcomes = collections.defaultdict(collections.Counter)
+
+# Property-based tests (hypothesis). The default profile, "ci", is what the
+# README's test command and CI run: derandomized (the same cases on every
+# run, so a red CI run is reproducible), no example database on disk, no
+# deadline (this machine is shared: no timed assertion). ROLE_STASH_HYPOTHESIS
+# =long runs many more cases, each run a new random draw (a failure prints
+# the blob that replays it: @reproduce_failure).
+_HYPOTHESIS_COMMON = {
+    "database": None,
+    "deadline": None,
+    "print_blob": True,
+    # One cleaned repository per test serves all of its examples: each
+    # example writes under UUIDs of its own.
+    "suppress_health_check": [HealthCheck.function_scoped_fixture,
+                              HealthCheck.too_slow,
+                              HealthCheck.data_too_large],
+}
+hypothesis_settings.register_profile(
+    "ci", max_examples=240, derandomize=True, **_HYPOTHESIS_COMMON)
+hypothesis_settings.register_profile(
+    "long", max_examples=5000, derandomize=False, **_HYPOTHESIS_COMMON)
+HYPOTHESIS_PROFILE = os.environ.get("ROLE_STASH_HYPOTHESIS", "ci")
+hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
+_generated_cases = collections.Counter()
+
+
+@pytest.fixture(scope="session")
+def generated_cases():
+    """A counter of the generated cases run, by backend (or "no database"),
+    reported in the terminal summary."""
+    return _generated_cases
 
 
 def _ident():
@@ -552,6 +585,11 @@ def pytest_terminal_summary(terminalreporter):
                 + [f"{name} {found[name]}" for name in (
                     "calls", "acknowledged", "in doubt", "rows", "lost",
                     "phantom", "torn", "false conflicts")]))
+    if _generated_cases:
+        terminalreporter.write_line(
+            f"role_stash generated cases ({HYPOTHESIS_PROFILE} profile): {sum(_generated_cases.values())} in all; " + ", ".join(
+                f"{name} {count}" for name, count in sorted(
+                    _generated_cases.items())))
     for name, reason in _unavailable.items():
         terminalreporter.write_line(
             f"BACKEND {name.upper()} MISSING: its tests did not run ({reason})",

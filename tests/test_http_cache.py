@@ -3,6 +3,9 @@ private cache, RFC 5861's stale-if-error), case by case."""
 
 import datetime
 
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 import pytest
 import requests.structures
 
@@ -86,3 +89,51 @@ def test_stale_if_error_extends_use_after_staleness_but_not_past_must_revalidate
         Cache_Control="max-age=60, stale-if-error=30, must-revalidate")
     assert (strict.fresh_until, strict.stale_until) == (seconds(60), None)
     assert freshness(Cache_Control="max-age=60, stale-if-error=x") is None
+
+
+DIRECTIVES = st.sampled_from([
+    "max-age", "s-maxage", "stale-if-error", "no-store", "no-cache",
+    "must-revalidate", "private", "MAX-AGE", "max-age ", "x"])
+DELTAS = st.one_of(st.integers(-5, 2**40).map(str), st.sampled_from(
+    ["", '"60"', "9" * 40, "1e3", "-0", "\u0663", " 60"]))
+CACHE_CONTROLS = st.lists(st.one_of(
+    DIRECTIVES, st.tuples(DIRECTIVES, DELTAS).map("=".join),
+    st.text(max_size=12)), max_size=4).map(", ".join)
+HTTP_DATES = st.one_of(
+    st.datetimes(timezones=st.just(datetime.timezone.utc)).map(
+        lambda moment: moment.strftime("%a, %d %b %Y %H:%M:%S GMT")),
+    st.text(max_size=30), st.sampled_from(["0", "-1", "Fri, 31 Dec 9999 "
+                                           "23:59:59 GMT"]))
+HEADERS = st.fixed_dictionaries({}, optional={
+    "Cache-Control": CACHE_CONTROLS, "Age": DELTAS, "Expires": HTTP_DATES,
+    "Date": HTTP_DATES, "ETag": st.text(max_size=300),
+    "Last-Modified": HTTP_DATES})
+
+
+def test_any_headers_give_a_freshness_or_none_never_an_error(
+        generated_cases):
+    """A service's headers are input from outside: whatever they say, the
+    cache stores the reply for a bounded time or not at all (a huge
+    max-age or Expires overflowed Python's datetime, failing the GET)."""
+    @given(headers=HEADERS, now=st.datetimes(
+        min_value=datetime.datetime(1970, 1, 1),
+        max_value=datetime.datetime(2100, 1, 1)))
+    @settings(max_examples=settings.default.max_examples * 4)
+    def check(headers, now):
+        generated_cases["no database"] += 1
+        result = http_cache.freshness(
+            requests.structures.CaseInsensitiveDict(headers), now)
+        if result is None:
+            return
+        limit = now + datetime.timedelta(seconds=2**32)
+        for moment in (result.fresh_until, result.stale_until):
+            assert moment is None or now < moment <= limit
+        assert result.keep_until or result.etag or result.last_modified
+
+    check()
+
+
+def test_a_far_expires_is_cached_for_the_greatest_lifetime():
+    assert freshness(Expires="Fri, 31 Dec 9999 23:59:59 GMT",
+                     Date="Mon, 01 Jan 1900 00:00:00 GMT").fresh_until == (
+        seconds(2**31))

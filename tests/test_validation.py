@@ -100,6 +100,17 @@ BAD_READS = [
                            "batch_size": 0}, "batch_size"),
     ("purge_deleted", (), {"older_than": datetime.datetime(2020, 1, 1),
                            "batch_size": 10001}, "batch_size"),
+    # Python's OverflowError before: no UTC time is a day before year 1.
+    ("purge_deleted", (), {"older_than": datetime.datetime.min.replace(
+        tzinfo=datetime.timezone(datetime.timedelta(hours=1)))},
+     "older_than"),
+    ("purge_deleted", (), {"older_than": datetime.datetime.max.replace(
+        tzinfo=datetime.timezone(datetime.timedelta(hours=-1)))},
+     "older_than"),
+    # Python's AttributeError before: not a request context.
+    ("stash_from_context", (None, INSTANCE), {}, "context"),
+    ("stash_from_context", ({"project_id": "p", "user_id": "u",
+                             "roles": []}, INSTANCE), {}, "context"),
 ]
 
 

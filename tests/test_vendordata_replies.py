@@ -93,3 +93,49 @@ def test_a_bad_reply_is_refused_before_any_sql(repository, count_statements):
         with pytest.raises(exception.InvalidArgument, match="target"):
             repository.store_reply(INSTANCE, "", "{}", FRESH)
     assert statements == []
+
+
+# Each of these reached the database before: the same reply was stored on
+# one backend and failed on another (NUL, a 300-character ETag), or the
+# call failed with Python's own AttributeError or TypeError.
+UNKEEPABLE_REPLIES = {
+    "body with NUL": ({"body": '{"a": "\x00"}'}, "body"),
+    "body with a lone surrogate": ({"body": '"\udc80"'}, "body"),
+    "body over a MiB": ({"body": "x" * (1024 * 1024 + 1)}, "body"),
+    "freshness not a Freshness": ({"freshness": "max-age=60"}, "freshness"),
+    "neither lifetime nor validator": (
+        {"freshness": http_cache.Freshness(None, None, None, None)},
+        "freshness"),
+    "fresh_until not a time": (
+        {"freshness": http_cache.Freshness("soon", None, None, None)},
+        "freshness.fresh_until"),
+    "etag over 255": ({"freshness": http_cache.Freshness(
+        None, None, '"' + "e" * 300 + '"', None)}, "freshness.etag"),
+    "last_modified over 64": ({"freshness": http_cache.Freshness(
+        None, None, None, "Fri, 27 Nov 2026 12:00:00 GMT" * 3)},
+        "freshness.last_modified"),
+    "now not a time": ({"now": "2026-11-27"}, "now"),
+}
+
+
+@pytest.mark.parametrize("label", sorted(UNKEEPABLE_REPLIES))
+def test_a_reply_no_backend_keeps_exactly_is_refused_before_any_sql(
+        repository, count_statements, label):
+    change, field = UNKEEPABLE_REPLIES[label]
+    arguments = {"body": "{}", "freshness": FRESH, "now": NOW, **change}
+    repository.store_reply(INSTANCE, "a", '{"kept": 1}', FRESH, now=NOW)
+    with count_statements() as statements:
+        with pytest.raises(exception.InvalidArgument) as refused:
+            repository.store_reply(INSTANCE, "a", arguments.pop("body"),
+                                   **{"freshness": arguments["freshness"],
+                                      "now": arguments["now"]})
+    assert refused.value.field == field
+    assert statements == []
+    assert repository.get_replies(INSTANCE)["a"].body == '{"kept": 1}'
+
+
+def test_an_aware_now_is_stored_as_utc(repository):
+    aware = NOW.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    repository.store_reply(INSTANCE, "a", "{}", FRESH, now=aware)
+    assert repository.get_replies(INSTANCE)["a"].stored_at == (
+        NOW - datetime.timedelta(hours=2))

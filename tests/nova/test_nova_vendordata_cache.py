@@ -219,6 +219,33 @@ def test_an_oversized_reply_is_served_but_not_stored(service, instance,
     assert service.calls == 2
 
 
+def test_a_reply_with_an_etag_the_cache_cannot_keep_is_served_uncached(
+        service, instance, nova_repository, caplog):
+    """A 300-character ETag does not fit the cache's column: the GET
+    answers, with a warning, on every backend alike (SQLite stored it,
+    PostgreSQL and MariaDB failed the INSERT)."""
+    service.headers = {"Cache-Control": "max-age=60",
+                       "ETag": '"' + "e" * 300 + '"'}
+    assert [metadata_get(instance)["call"] for _ in range(2)] == [1, 2]
+    assert nova_repository.get_replies(instance.uuid) == {}
+    assert any("freshness.etag" in record.getMessage()
+               for record in caplog.records)
+
+
+def test_a_huge_max_age_is_cached_for_the_greatest_lifetime(
+        service, instance, nova_repository):
+    """RFC 9111 1.2.2: a delta-seconds past 2**31 counts as 2**31 (it
+    overflowed Python's datetime, failing the metadata GET)."""
+    service.headers = {"Cache-Control": "max-age=99999999999999, "
+                                        "stale-if-error=99999999999999"}
+    metadata_get(instance)
+    metadata_get(instance)
+    assert service.calls == 1
+    reply = nova_repository.get_replies(instance.uuid)["cached"]
+    assert reply.fresh_until == T0 + datetime.timedelta(seconds=2**31)
+    assert reply.stale_until == T0 + datetime.timedelta(seconds=2**32)
+
+
 def test_concurrent_misses_in_one_process_make_one_call(service, instance):
     service.headers = {"Cache-Control": "max-age=60"}
     service.hold = threading.Event()
