@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
+from role_stash import exception
 from role_stash import models
 from role_stash.stash import CachedReply
 from role_stash.stash import Stash
@@ -367,8 +368,8 @@ def for_dialect(name):
         try:
             family = _FAMILIES[name]
         except KeyError:
-            raise ValueError(
-                f"role_stash runs on PostgreSQL, MySQL/MariaDB and SQLite, "
-                f"not on {name}") from None
+            raise exception.InvalidArgument(
+                "database connection", f"role_stash runs on PostgreSQL, "
+                f"MySQL/MariaDB and SQLite, not on {name}") from None
         statements = _built[name] = family()
     return statements

@@ -76,8 +76,20 @@ REPLICA_RETRY_INTERVAL = datetime.timedelta(seconds=10)
 
 
 def resolve_url(url=None):
-    """Return url, else $ROLE_STASH_DATABASE_URL, else the SQLite default."""
-    return url or os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
+    """Return url, else $ROLE_STASH_DATABASE_URL, else the SQLite default;
+    InvalidArgument if it is not a database URL."""
+    if url is None:
+        url = os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
+    try:
+        if "\x00" in str(url):
+            raise ValueError("NUL")
+        make_url(url)
+    except (sa.exc.ArgumentError, ValueError, TypeError):
+        # Not repeated: the URL may hold a password.
+        raise exception.InvalidArgument(
+            "database connection", "not a database URL "
+            "(dialect+driver://user:password@host:port/database)") from None
+    return url
 
 
 def _names_no_charset(url, options):
@@ -340,7 +352,9 @@ class LoneEngines:
             # manager's one connection: a second engine would see another.
             if not _is_in_memory(url):
                 self._url = url
-                self._engine_args = engine_args
+                # Where the caller's URL names no charset: oslo.db would
+                # read 4-byte characters in 3-byte utf8, as "?".
+                self._engine_args = _with_utf8mb4(url, engine_args)
                 self._read_options = read_engine_options(self.dialect_name)
                 self._hooks = on_engine_create_hooks(context_manager)
                 self._replica_url = _configured_replica(context_manager)

@@ -14,8 +14,11 @@ The profiles and the count of cases: tests/conftest.py.
 """
 
 import collections.abc
+import contextlib
 import datetime
 import functools
+import io
+import json
 import re
 import unicodedata
 import uuid
@@ -28,6 +31,7 @@ import pytest
 import sqlalchemy as sa
 
 from role_stash import api
+from role_stash import cli
 from role_stash import exception
 from role_stash import http_cache
 
@@ -744,3 +748,229 @@ def test_store_reply_keeps_a_reply_exactly_or_refuses_it(repository, run):
     with engine.connect() as connection:
         assert sorted(connection.execute(sa.select(
             api.REPLIES.c.instance_uuid)).scalars()) == sorted(accepted)
+
+
+# --- role-stash-manage -------------------------------------------------------
+
+def manage(url, *arguments):
+    """Run role-stash-manage in-process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(["--database-url", url, *arguments])
+        except SystemExit as usage:  # argparse's own refusal
+            code = usage.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def options(**values):
+    """--name=value for each value given (=: a value may start with -)."""
+    return [f"--{name.replace('_', '-')}={value}"
+            for name, value in values.items() if value is not None]
+
+
+# What argv can carry: strings, lone surrogates included (undecodable
+# bytes arrive as surrogateescape), NUL only in-process.
+ARGUMENT_TEXT = st.one_of(
+    st.sampled_from(["p-1", "u-1", "member", "Admin", "-x", "--json"]),
+    NASTY_TEXT.filter(lambda text: len(text) < 10_000))
+ARGUMENT_SPELLINGS = st.one_of(
+    st.just(as_is), st.just(str.upper),
+    st.builds(functools.partial, st.just(replaced), st.integers(0, 35),
+              st.sampled_from("g-\x00 \udc80")),
+    st.builds(functools.partial, st.just(given_value), ARGUMENT_TEXT))
+INTEGER_TEXT = st.one_of(st.integers(-3, 10**5).map(str), st.sampled_from(
+    ["", " 5", "1e3", "2.0", "0x10", "\uff15", "\u0663", "five", "-0"]))
+DAY_TEXT = st.one_of(st.floats(allow_nan=True).map(str), st.sampled_from(
+    ["0", "36500", "36501", "-1", "nan", "inf", "1e-9", " 1", "one", ""]))
+
+
+def bad_integer_text(text, flag, most):
+    """The fields an --option=text taking an integer breaks: argparse's
+    int() parse (the flag), then the repository's range (field)."""
+    try:
+        value = int(text)
+    except ValueError:
+        return {flag}
+    return set() if is_count(value, most) else {flag.lstrip("-").replace(
+        "-", "_")}
+
+
+@settings(max_examples=max(settings.default.max_examples // 2, 1))
+@given(spelling=ARGUMENT_SPELLINGS, project_id=ARGUMENT_TEXT,
+       user_id=ARGUMENT_TEXT, roles=st.lists(ARGUMENT_TEXT, max_size=4),
+       project_domain_id=st.one_of(st.none(), ARGUMENT_TEXT),
+       replace=st.booleans())
+def _stash_command_case(url, run_case, spelling, project_id, user_id, roles,
+                        project_domain_id, replace):
+    aim = new_uuid()
+    instance = spelling(aim)
+    bad = bad_role_list(roles)
+    for field, ok in (("instance_uuid", is_uuid(instance)),
+                      ("project_id", is_id(project_id)),
+                      ("user_id", is_id(user_id)),
+                      ("project_domain_id", project_domain_id is None
+                       or is_id(project_domain_id))):
+        if not ok:
+            bad.add(field)
+    arguments = ["stash", *options(project_id=project_id, user_id=user_id,
+                                   project_domain_id=project_domain_id),
+                 *[f"--role={role}" for role in roles],
+                 *(["--replace"] if replace else []), "--json", "--",
+                 instance]
+    code, out, err = run_case(lambda: manage(url, *arguments), bad)
+    if bad:
+        return
+    stashed = json.loads(out)
+    assert (stashed["instance_uuid"], stashed["project_id"],
+            stashed["user_id"], stashed["roles"],
+            stashed["project_domain_id"]) == (
+        aim, project_id, user_id, list(dict.fromkeys(roles)),
+        project_domain_id)
+    code, out, err = manage(url, "show", "--json", "--", instance)
+    assert (code, json.loads(out)) == (cli.OK, stashed), err
+
+
+@pytest.fixture
+def run_command(server, generated_cases, count_statements):
+    """run_command(call, bad): call() gives role-stash-manage's (exit code,
+    stdout, stderr); when the oracle found bad fields, it must exit 2
+    naming one of them on stderr, no traceback, no statement of the
+    repository's sent; else exit 0, or 3 for a stash not found."""
+    def run_call(call, bad):
+        generated_cases[server.param] += 1
+        with count_statements() as sent:
+            code, out, err = call()
+        assert "Traceback" not in err
+        if bad:
+            assert code == cli.BAD_INPUT, (code, out, err)
+            assert any(field in err for field in bad), (bad, err)
+            assert not [statement for statement in sent
+                        if "role_stash" in statement], sent
+        else:
+            assert code in (cli.OK, cli.NOT_FOUND), (code, out, err)
+        return code, out, err
+    return run_call
+
+
+def test_the_stash_command_keeps_what_it_takes_and_refuses_the_rest(
+        migrated_url, repository, run_command):
+    _stash_command_case(migrated_url, run_command)
+
+
+COMMANDS = st.one_of(
+    st.tuples(st.just("show"), ARGUMENT_SPELLINGS, st.booleans(),
+              st.booleans()),
+    st.tuples(st.just("delete"), ARGUMENT_SPELLINGS, st.booleans()),
+    st.tuples(st.just("list"), st.one_of(st.none(), ARGUMENT_TEXT),
+              st.one_of(st.none(), TWINS, ARGUMENT_TEXT),
+              st.one_of(st.none(), ARGUMENT_SPELLINGS),
+              st.one_of(st.none(), INTEGER_TEXT)),
+    st.tuples(st.just("purge"), st.one_of(st.none(), DAY_TEXT),
+              st.one_of(st.none(), INTEGER_TEXT)),
+)
+
+
+def test_show_list_delete_and_purge_commands_answer_as_the_repository(
+        migrated_url, repository, run_command):
+    known = make_stash(repository, roles=["member", "Admin", "a,b"])
+
+    @settings(max_examples=max(settings.default.max_examples // 2, 1))
+    @given(command=COMMANDS)
+    def check(command):
+        name, *values = command
+        bad = set()
+        if name in ("show", "delete"):
+            spelling, aim_known, *vendordata = values
+            aim = (known.instance_uuid if name == "show"
+                   else make_stash(repository).instance_uuid) if aim_known \
+                else new_uuid()
+            instance = spelling(aim)
+            if not is_uuid(instance):
+                bad.add("instance_uuid")
+            arguments = [name, *(["--vendordata"] if vendordata and
+                                 vendordata[0] else []), "--json", "--",
+                         instance]
+        elif name == "list":
+            project_id, role, marker_spelling, limit = values
+            marker = (marker_spelling(known.instance_uuid)
+                      if marker_spelling is not None else None)
+            for field, ok in (
+                    ("project_id", project_id is None or is_id(project_id)),
+                    ("role", role is None or is_role_name(role)),
+                    ("marker", marker is None or is_uuid(marker))):
+                if not ok:
+                    bad.add(field)
+            if limit is not None:
+                bad |= bad_integer_text(limit, "--limit", float("inf"))
+            arguments = ["list", *options(project_id=project_id, role=role,
+                                          marker=marker, limit=limit),
+                         "--json"]
+        else:
+            days, batch_size = values
+            if days is not None:
+                try:
+                    ok = 0 <= float(days) <= 36500
+                except ValueError:
+                    ok = False
+                if not ok:
+                    bad.add("--older-than-days")
+            if batch_size is not None:
+                bad |= bad_integer_text(batch_size, "--batch-size",
+                                        MAX_BATCH)
+            arguments = ["purge", *options(older_than_days=days,
+                                           batch_size=batch_size), "--json"]
+        code, out, err = run_command(
+            lambda: manage(migrated_url, *arguments), bad)
+        if bad:
+            return
+        answer = json.loads(out) if code == cli.OK else None
+        if name == "show":
+            expected = (known.vendordata() if values[2]
+                        else cli._stash_payload(known))
+            assert answer == (expected if aim_known else None), err
+        elif name == "delete":
+            assert answer == ({"deleted": instance} if aim_known else None)
+        elif name == "list":
+            assert answer == [cli._stash_payload(stash) for stash in
+                              repository.list_stashes(
+                                  project_id=project_id, role=role,
+                                  marker=marker,
+                                  limit=None if limit is None
+                                  else int(limit))]
+        else:
+            assert code == cli.OK and answer["purged"] >= 0
+        assert repository.get_stash(known.instance_uuid) == known
+
+    check()
+
+
+BAD_DATABASE_URLS = {
+    "empty": "", "blank": " ", "no scheme": "garbage",
+    "port not a number": "postgresql+psycopg2://nova:s3cret@db:port/nova",
+    "unclosed bracket": "mysql+pymysql://nova:s3cret@[::1/nova",
+    "unknown dialect": "nosuch://nova:s3cret@db/nova",
+    "unknown driver": "postgresql+nosuch://nova:s3cret@db/nova",
+    "NUL in the path": "sqlite:////tmp/role\x00stash.sqlite",
+}
+
+
+@pytest.mark.parametrize("label", sorted(BAD_DATABASE_URLS))
+def test_a_url_that_is_no_database_url_exits_2_and_repeats_no_password(
+        label, tmp_path):
+    """These raised Python's ValueError before (a port, a bracket, a NUL),
+    or ("", " ") silently used the SQLite file of the working folder."""
+    url = BAD_DATABASE_URLS[label]
+    config = tmp_path / "role_stash.conf"
+    config.write_text(f"[database]\nconnection = {url}\n")
+    for arguments in (["--database-url", url], ["--config-file",
+                                                 str(config)]):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main([*arguments, "db", "version"])
+        assert code == cli.BAD_INPUT, (arguments, out.getvalue())
+        assert "database" in err.getvalue()
+        assert "s3cret" not in err.getvalue() + out.getvalue()
+    assert list(tmp_path.iterdir()) == [config]
+    with pytest.raises(exception.InvalidArgument, match="database"):
+        api.StashRepository.from_url(url).get_stash(new_uuid())

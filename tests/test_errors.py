@@ -3,6 +3,7 @@ dropped connection is recovered; nothing secret or role-bearing is logged."""
 
 import logging
 
+from oslo_db.sqlalchemy import enginefacade
 import pytest
 import sqlalchemy as sa
 
@@ -141,3 +142,39 @@ def test_a_three_byte_mysql_connection_names_the_charset_fix(migrated_url):
             repository.purge_deleted(older_than=api.timeutils.utcnow())
     finally:
         repository.close()
+
+
+@pytest.mark.parametrize("server", ["mariadb"], indirect=True)
+def test_a_mysql_url_without_charset_keeps_4_byte_role_names(
+        migrated_url, repository):
+    """oslo.db connects MySQL in 3-byte utf8 when the URL names no charset:
+    role_stash asks for utf8mb4 on a context manager of its own, and on
+    the engine of its lone reads from a caller's. A 4-byte role name is
+    then stored and read back, neither refused nor read as "?". The
+    caller's own engine is the caller's: a write through it names the
+    fix."""
+    url = sa.make_url(migrated_url)
+    bare = url.set(query={key: value for key, value in url.query.items()
+                          if key != "charset"}).render_as_string(
+                              hide_password=False)
+    assert "charset" not in bare
+    name = "emoji \U0001f600"
+    own = api.StashRepository.from_url(bare)
+    callers_context_manager = enginefacade.transaction_context()
+    callers_context_manager.configure(connection=bare)
+    callers = api.StashRepository(callers_context_manager)
+    try:
+        stashed = own.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                  roles=[name, "member"])
+        assert stashed.roles == (name, "member")
+        assert own.get_stash(INSTANCE) == stashed
+        assert callers.get_stash(INSTANCE) == stashed
+        assert callers.get_stashes([INSTANCE]) == {INSTANCE: stashed}
+        assert callers.list_stashes(role=name) == [stashed]
+        with pytest.raises(exception.DatabaseError, match="charset=utf8mb4"):
+            callers.stash_roles("0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c",
+                                project_id="p", user_id="u", roles=[name])
+    finally:
+        own.close()
+        callers.close()
+        callers_context_manager.dispose_pool()
