@@ -15,6 +15,8 @@ import logging
 import os
 import pathlib
 import random
+import re
+import sqlite3
 import string
 import tempfile
 import threading
@@ -23,6 +25,8 @@ import time
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from oslo_db.sqlalchemy import provision
+from pymysql import connections as pymysql_connections
+from pymysql.constants import COMMAND as PYMYSQL_COMMAND
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -102,6 +106,13 @@ class SQLiteServer:
     def close(self):
         self._folder.cleanup()
 
+    @contextlib.contextmanager
+    def statements_run(self, statements):
+        """Yield while SQLite's trace of every connection (set when each
+        connects, see _trace_sqlite) appends to statements."""
+        with _recording_into(statements):
+            yield
+
 
 class ProvisionedServer:
     """Hands out databases on a server, made and dropped by oslo.db."""
@@ -130,6 +141,24 @@ class ProvisionedServer:
         if self._server is not None:
             self._server.stop()
 
+    @contextlib.contextmanager
+    def statements_run(self, statements):
+        """Yield; meanwhile every statement the server receives goes to
+        statements: on PostgreSQL read from its statement log afterwards
+        (log_statement=all), on MariaDB counted as PyMySQL sends each
+        command (see _counted_pymysql_command)."""
+        if self._server is None:
+            with _recording_into(statements):
+                yield
+            return
+        log = pathlib.Path(self._server.base_dir, f"{self._server.name}.log")
+        start = log.stat().st_size
+        yield
+        with log.open("rb") as lines:
+            lines.seek(start)
+            statements.extend(_logged_statements(lines.read().decode(
+                "utf-8", "replace")))
+
 
 def _private_postgresql(driver="psycopg2"):
     """Start a throw-away PostgreSQL server, reached through driver; as
@@ -144,6 +173,11 @@ def _private_postgresql(driver="psycopg2"):
             os.symlink(PG_WRAPPER, os.path.join(links, program))
             settings[program] = os.path.join(links, program)
         os.environ["ROLE_STASH_PG_BINDIR"] = bindir
+    # Every statement in the server's log, its lines marked with the
+    # session: what count_statements reads.
+    settings["postgres_args"] = (
+        testing.postgresql.Postgresql.DEFAULT_SETTINGS["postgres_args"]
+        + f" -c log_statement=all -c log_line_prefix={_LOG_MARK}%p@@")
     server = testing.postgresql.Postgresql(**settings)
     admin_url = make_url(server.url()).set(drivername=f"postgresql+{driver}")
     return ProvisionedServer(
@@ -525,9 +559,10 @@ def database_events():
 
 
 class Statement(str):
-    """A statement's SQL, and the parameters it was sent with."""
+    """A statement as the database received it (bound values inlined, but
+    psycopg 3's, which the server logs apart as parameters)."""
 
-    def __new__(cls, sql, parameters):
+    def __new__(cls, sql, parameters=None):
         statement = super().__new__(cls, sql)
         statement.parameters = parameters
         return statement
@@ -535,27 +570,108 @@ class Statement(str):
     def __repr__(self):
         return f"Statement({str(self)!r}, {self.parameters!r})"
 
+    @property
+    def verb(self):
+        """The statement's first word, in capitals."""
+        return (self.split(None, 1) or [""])[0].upper()
+
+    @property
+    def is_bookkeeping(self):
+        """A pool's ping, a new connection's settings or transaction
+        control: no work of the caller's."""
+        return (self.verb in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT",
+                              "RELEASE", "PING", "PRAGMA", "SET")
+                or self.strip().upper() == "SELECT 1")
+
+
+# Statements go to _recording while a test counts them.
+_recording = None
+
+
+@contextlib.contextmanager
+def _recording_into(statements):
+    global _recording
+    _recording = statements
+    try:
+        yield
+    finally:
+        _recording = None
+
+
+# SQLite runs in-process: its trace sees every statement each connection
+# runs. Its transaction control is left out: in-process, no round trip.
+_IN_PROCESS = ("BEGIN", "COMMIT", "ROLLBACK")
+
+
+def _sqlite_statement(sql):
+    if _recording is not None and not sql.strip().upper().startswith(
+            _IN_PROCESS):
+        _recording.append(Statement(sql))
+
+
+@sa.event.listens_for(sa.pool.Pool, "connect")
+def _trace_sqlite(dbapi_connection, connection_record):
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.set_trace_callback(_sqlite_statement)
+
+
+# MariaDB: every command PyMySQL sends the server (COMMIT and pings
+# included), as the benchmark counts its round trips.
+_send_pymysql_command = pymysql_connections.Connection._execute_command
+_PYMYSQL_COMMANDS = {value: name[4:] for name, value in
+                     vars(PYMYSQL_COMMAND).items() if name.startswith("COM_")}
+
+
+def _counted_pymysql_command(connection, command, sql):
+    if _recording is not None:
+        if isinstance(sql, (bytes, bytearray)):
+            sql = sql.decode("utf-8", "replace")
+        _recording.append(Statement(
+            sql if command == PYMYSQL_COMMAND.COM_QUERY
+            else _PYMYSQL_COMMANDS.get(command, str(command))))
+    return _send_pymysql_command(connection, command, sql)
+
+
+pymysql_connections.Connection._execute_command = _counted_pymysql_command
+
+# PostgreSQL's log: each message's first line starts with the mark and
+# the session's pid; a statement's further lines follow unmarked.
+_LOG_MARK = "@@role_stash@@"
+_LOG_ENTRY = re.compile(re.escape(_LOG_MARK) + r"\d+@@(\w+):  ")
+_LOGGED = re.compile(r"(?:statement|execute [^:]+): ", re.S)
+
+
+def _logged_statements(text):
+    """The Statements of a stretch of PostgreSQL's log (psycopg 3's
+    parameters from the DETAIL line after each)."""
+    statements = []
+    entries = _LOG_ENTRY.split(text)
+    # ["", level, message, level, message, ...]
+    for level, message in zip(entries[1::2], entries[2::2]):
+        message = message.rstrip("\n")
+        if level == "LOG" and _LOGGED.match(message):
+            statements.append(Statement(_LOGGED.sub("", message, count=1)))
+        elif (level == "DETAIL" and message.startswith("parameters: ")
+              and statements):
+            statements[-1].parameters = message[len("parameters: "):]
+    return statements
+
 
 @pytest.fixture
-def count_statements():
-    """count_statements(): a block that collects every statement any
-    engine sends while in it (SQLAlchemy's before_cursor_execute event,
-    which sees every statement role_stash runs), but the BEGIN oslo.db
-    emits itself on SQLite connections, which runs in-process."""
+def count_statements(server):
+    """count_statements(): a block that collects every statement the
+    test's database receives while in it, counted on the database's side
+    of the driver, as the benchmark counts round trips: PostgreSQL's
+    statement log, every command PyMySQL sends, SQLite's trace (less its
+    in-process BEGIN, COMMIT and ROLLBACK). Whatever path a statement
+    takes (SQLAlchemy's Connection or a raw cursor), it is seen. A
+    Statement's is_bookkeeping says it is a ping or transaction control."""
 
     @contextlib.contextmanager
     def counting():
         statements = []
-
-        def record(conn, cursor, statement, parameters, context, many):
-            if not (conn.dialect.name == "sqlite" and statement == "BEGIN"):
-                statements.append(Statement(statement, parameters))
-
-        sa.event.listen(sa.Engine, "before_cursor_execute", record)
-        try:
+        with server.statements_run(statements):
             yield statements
-        finally:
-            sa.event.remove(sa.Engine, "before_cursor_execute", record)
 
     return counting
 

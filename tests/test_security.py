@@ -1,13 +1,17 @@
 """Least privilege and what a reader may learn: the runtime needs only
 SELECT, INSERT, UPDATE and DELETE on role_stash's tables (and its
-sequences' USAGE on PostgreSQL), and a reader
-that knows the instance's project learns nothing of another's stash."""
+sequences' USAGE on PostgreSQL), a reader that knows the instance's
+project learns nothing of another's stash, and nothing that looks like a
+token or a password is stored, sent or logged."""
+
+import logging
 
 from oslo_db import exception as db_exc
 import pytest
 import sqlalchemy as sa
 
 from role_stash import api
+from role_stash import cli
 from role_stash import exception
 from role_stash import models
 
@@ -101,3 +105,86 @@ def test_the_runtime_needs_only_row_rights_on_its_tables(migrated_url,
         with engine.begin() as connection:
             revoke(connection)
         engine.dispose()
+
+
+class RequestContext:
+    """What a Nova RequestContext carries: identity, and secrets that must
+    go nowhere."""
+
+    project_id = "p-1"
+    user_id = "u-1"
+    roles = ["member"]
+    project_domain_id = "default"
+    user_domain_id = "default"
+    auth_token = "gAAAAABtoken-" + "t" * 40
+    service_catalog = [{"endpoints": [{"password": "catalog-s3cret"}]}]
+
+
+SECRETS = (RequestContext.auth_token, "catalog-s3cret")
+
+
+def everything_logged(caplog):
+    return "\n".join(f"{record.getMessage()} {record.args!r} "
+                     f"{record.exc_text or ''}" for record in caplog.records)
+
+
+def test_a_contexts_token_reaches_no_statement_row_or_log(
+        migrated_url, count_statements, caplog):
+    """With every log at DEBUG and oslo.db's SQL echo and tracing on, a
+    stash made from a context carrying a token: the token is in no
+    statement the database received (counted on its side), no stored row,
+    no log line."""
+    caplog.set_level(logging.DEBUG)
+    repository = api.StashRepository.from_url(
+        migrated_url, connection_debug=100, connection_trace=True)
+    try:
+        with count_statements() as statements:
+            stashed = repository.stash_from_context(RequestContext(),
+                                                    INSTANCE)
+            assert repository.get_stash(INSTANCE) == stashed
+            assert repository.list_stashes(role="member") == [stashed]
+            repository.delete_stash(INSTANCE)
+            repository.purge_deleted(older_than=api.timeutils.utcnow())
+        with repository._lone.writer().connect() as connection:
+            rows = repr([connection.execute(sa.select(table)).all()
+                         for table in models.Base.metadata.sorted_tables])
+    finally:
+        repository.close()
+    assert statements and caplog.records
+    sent = repr(list(statements))
+    assert "member" in sent
+    for secret in SECRETS:
+        assert secret not in sent
+        assert secret not in rows
+        assert secret not in everything_logged(caplog)
+
+
+PASSWORD = "url-s3cret-pw"
+
+
+def test_a_database_urls_password_is_in_no_error_or_log(unreachable_url,
+                                                        caplog, capsys):
+    """An unreachable database with a password in its URL: the errors the
+    repository and role-stash-manage give, everything they chain, and
+    every log line leave the password out."""
+    caplog.set_level(logging.DEBUG)
+    url = sa.make_url(unreachable_url)
+    if url.get_backend_name() != "sqlite":
+        url = url.set(password=PASSWORD)
+    url = url.render_as_string(hide_password=False)
+    repository = api.StashRepository.from_url(url, connection_debug=100)
+    try:
+        with pytest.raises(exception.DatabaseUnavailable) as raised:
+            repository.get_stash(INSTANCE)
+    finally:
+        repository.close()
+    chain, error = [], raised.value
+    while error is not None:
+        chain.append(f"{error!r} {error}")
+        error = error.__cause__ or error.__context__
+    assert cli.main(["--database-url", url, "show", INSTANCE]) == (
+        cli.DATABASE_FAILURE)
+    printed = capsys.readouterr()
+    for text in ("\n".join(chain), everything_logged(caplog), printed.out,
+                 printed.err):
+        assert PASSWORD not in text

@@ -84,15 +84,24 @@ def test_many_roles_have_no_length_cliff(repository):
 
 def test_a_new_stash_is_written_without_reading_first(repository,
                                                      count_statements):
-    """PostgreSQL writes the stash and its roles in one statement; the
-    others INSERT the stash, then its roles."""
+    """PostgreSQL writes the stash and its roles in one statement, in
+    autocommit: one round trip. The others INSERT the stash, then its
+    roles (besides the pool's ping and the transaction's end), as the
+    database receives them."""
     engine = repository._context_manager.writer.get_engine()
     roles = ("member", '{"braces", NULL}', "o'quote")
+    # The pools' first connections set themselves up: not counted.
+    stash(repository, "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c")
     with count_statements() as statements:
         stash(repository, roles=list(roles))
-    assert [sql.split()[0] for sql in statements] == (
-        ["WITH"] if engine.dialect.name == "postgresql"
-        else ["INSERT", "INSERT"])
+    written = [sql.verb for sql in statements if not sql.is_bookkeeping]
+    if engine.dialect.name == "postgresql":
+        assert [sql.verb for sql in statements] == ["WITH"]
+    elif engine.dialect.name == "sqlite":
+        # In-process, SQLite's trace sees each row of the executemany.
+        assert written == ["INSERT"] * (1 + len(roles))
+    else:
+        assert written == ["INSERT", "INSERT"]
     assert repository.get_stash(INSTANCE).roles == roles
 
 

@@ -30,6 +30,7 @@ def test_the_metadata_get_reads_stash_and_replies_in_one_statement(
     stashed = stash(repository)
     assert repository.store_reply(INSTANCE, "b", '{"b": 2}', FRESH, now=NOW)
     assert repository.store_reply(INSTANCE, "a", '{"a": 1}', FRESH, now=NOW)
+    repository.get_stash_and_replies(INSTANCE)  # a first connection set up
     with count_statements() as statements:
         found, replies = repository.get_stash_and_replies(INSTANCE)
     assert len(statements) == 1
