@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
+from role_stash import api
 from role_stash import exception
-from role_stash import validation
 
 
 def new_uuid():
@@ -123,7 +123,21 @@ def test_unknown_marker_is_not_found(repository, fleet):
         repository.list_stashes(marker=marker)
 
 
-def test_limit_is_capped(repository, monkeypatch, fleet):
-    monkeypatch.setattr(validation, "MAX_LIMIT", 3)
-    assert repository.list_stashes(limit=100) == fleet[:3]
-    assert repository.list_stashes() == fleet[:3]
+def test_a_page_holds_at_most_a_thousand(repository):
+    """1001 live stashes (written straight into the table: the set-up, not
+    the subject): a page asked of 5000, or of no limit, holds the oldest
+    1000, and the next page the last one."""
+    engine = repository._context_manager.writer.get_engine()
+    instances = [f"00000000-0000-4000-8000-{index:012d}"
+                 for index in range(1001)]
+    with engine.begin() as connection:
+        connection.execute(api.STASHES.insert(), [
+            {"instance_uuid": instance, "project_id": "p", "user_id": "u",
+             "created_at": api.timeutils.utcnow(), "deleted": 0}
+            for instance in instances])
+    for limit in (5000, 1001, None):
+        page = repository.list_stashes(limit=limit)
+        assert uuids(page) == instances[:1000]
+    assert uuids(repository.list_stashes(marker=instances[999])) == [
+        instances[1000]]
+    assert uuids(repository.list_stashes(limit=999)) == instances[:999]
