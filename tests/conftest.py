@@ -581,7 +581,8 @@ class Statement(str):
         control: no work of the caller's."""
         return (self.verb in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT",
                               "RELEASE", "PING", "PRAGMA", "SET")
-                or self.strip().upper() == "SELECT 1")
+                # SQLAlchemy's pings: SELECT 1, and psycopg 3's empty ;
+                or self.strip().upper() in ("SELECT 1", ";"))
 
 
 # Statements go to _recording while a test counts them.

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from role_stash import api
 from role_stash import exception
+from role_stash import http_cache
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 FUTURE = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
@@ -133,3 +134,34 @@ def test_a_delete_retried_after_its_commit_answer_was_lost_succeeds(
     with pytest.raises(exception.StashNotFound):
         repository.get_stash(INSTANCE)
     assert row_counts(repository) == (1, 1)
+
+
+def test_purge_keeps_what_was_deleted_at_the_cutoff_itself(repository):
+    """older_than is strict: a stash deleted, or a reply of no more use,
+    exactly then stays; a microsecond later both go."""
+    moment = datetime.datetime(2026, 11, 27, 12, 0, 0)
+    api.timeutils.set_time_override(moment)
+    try:
+        stash(repository)
+        repository.delete_stash(INSTANCE)
+    finally:
+        api.timeutils.clear_time_override()
+    other = "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c"
+    repository.store_reply(other, "t", "{}", http_cache.Freshness(
+        moment, None, None, None), now=moment - datetime.timedelta(hours=1))
+    assert repository.purge_deleted(older_than=moment) == 0
+    assert row_counts(repository) == (1, 1)
+    assert list(repository.get_replies(other)) == ["t"]
+    later = moment + datetime.timedelta(microseconds=1)
+    assert repository.purge_deleted(older_than=later) == 1
+    assert row_counts(repository) == (0, 0)
+    assert repository.get_replies(other) == {}
+
+
+def test_a_delete_of_no_stash_asks_the_database_once(repository,
+                                                     count_statements):
+    repository.delete_stash(INSTANCE, missing_ok=True)  # pools set up
+    with count_statements() as statements:
+        assert repository.delete_stash(INSTANCE, missing_ok=True) is False
+    assert [sql.verb for sql in statements
+            if not sql.is_bookkeeping] == ["UPDATE"]

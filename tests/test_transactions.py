@@ -3,6 +3,7 @@
 import threading
 
 from oslo_config import cfg
+from oslo_db import options as db_options
 from oslo_db.sqlalchemy import enginefacade
 import pytest
 import sqlalchemy as sa
@@ -181,3 +182,60 @@ def test_reads_join_a_callers_async_reader_and_writes_are_refused_there(
             INSTANCE: stash}
         with pytest.raises(exception.InvalidArgument, match="reader"):
             stashes.stash_from_context(context, INSTANCE, replace=True)
+
+
+def test_a_repository_of_its_own_closes_its_connections(migrated_url):
+    """Made from a URL or a [database] section of any group name, a
+    repository owns its engines: close() leaves no pooled connection."""
+    conf = cfg.ConfigOpts()
+    conf(args=[], default_config_files=[])
+    conf.register_opts(db_options.database_opts, "cell1")
+    conf.set_override("connection", migrated_url, group="cell1")
+    for repository in (api.StashRepository.from_url(migrated_url),
+                       api.StashRepository.from_config(conf, "cell1")):
+        repository.close()  # before any call: nothing to close, no error
+        repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                               roles=["member"])
+        assert repository.get_stash(INSTANCE).roles == ("member",)
+        pools = {id(engine.pool): engine.pool for engine in (
+            repository._lone.writer(), repository._lone.reader())}
+        repository.delete_stash(INSTANCE)
+        repository.close()
+        # (SQLite's writer pool keeps none: a NullPool.)
+        assert [pool.checkedin() for pool in pools.values()
+                if hasattr(pool, "checkedin")] == [0] * sum(
+                    hasattr(pool, "checkedin") for pool in pools.values())
+
+
+def test_every_read_and_the_delete_join_the_callers_transaction(
+        repository, nova):
+    """Inside the caller's writer transaction each read sees the stash
+    not committed yet, and a delete rolls back with the caller; inside a
+    reader transaction the reads work."""
+    context_manager, _, nova_repository = nova
+    context = RequestContext()
+    with pytest.raises(Boom):
+        with context_manager.writer.using(context):
+            stashed = nova_repository.stash_from_context(context, INSTANCE)
+            assert nova_repository.get_stashes(
+                [INSTANCE], context=context) == {INSTANCE: stashed}
+            assert nova_repository.get_stash_and_replies(
+                INSTANCE, context=context) == (stashed, {})
+            assert nova_repository.get_replies(INSTANCE,
+                                               context=context) == {}
+            assert nova_repository.list_stashes(context=context) == [stashed]
+            raise Boom()
+    assert repository.get_stashes([INSTANCE]) == {}
+    stashed = repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                     roles=["member"])
+    with pytest.raises(Boom):
+        with context_manager.writer.using(context):
+            assert nova_repository.delete_stash(INSTANCE, context=context)
+            raise Boom()
+    assert repository.get_stash(INSTANCE) == stashed
+    with context_manager.reader.using(context):
+        assert nova_repository.get_stash_and_replies(
+            INSTANCE, context=context) == (stashed, {})
+        assert nova_repository.get_replies(INSTANCE, context=context) == {}
+        assert nova_repository.get_stashes(
+            [INSTANCE], context=context) == {INSTANCE: stashed}

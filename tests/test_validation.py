@@ -131,3 +131,23 @@ def test_a_refused_uuid_is_not_repeated_whole(repository):
     with pytest.raises(exception.InvalidArgument) as raised:
         repository.get_stash(secret)
     assert secret not in str(raised.value)
+
+
+WRONG_TYPES_NAMED = [
+    ("get_stashes", (42,), {}, "int"),
+    ("list_stashes", (), {"limit": 2.5}, "float"),
+    ("purge_deleted", (), {"older_than": "2020-01-01"}, "str"),
+    ("stash_from_context", (None, INSTANCE), {}, "NoneType"),
+    ("store_reply", (INSTANCE, "t", b"{}", None), {}, "bytes"),
+    ("store_reply", (INSTANCE, "t", "{}", "max-age=60"), {}, "str"),
+]
+
+
+@pytest.mark.parametrize("method, args, kwargs, type_name",
+                         WRONG_TYPES_NAMED,
+                         ids=[row[0] + row[3] for row in WRONG_TYPES_NAMED])
+def test_a_refused_type_is_named_in_the_reason(
+        repository, method, args, kwargs, type_name):
+    with pytest.raises(exception.InvalidArgument) as raised:
+        getattr(repository, method)(*args, **kwargs)
+    assert raised.value.reason.endswith(f"got {type_name}")

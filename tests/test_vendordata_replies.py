@@ -107,6 +107,9 @@ UNKEEPABLE_REPLIES = {
     "neither lifetime nor validator": (
         {"freshness": http_cache.Freshness(None, None, None, None)},
         "freshness"),
+    "stale_until not a time": (
+        {"freshness": http_cache.Freshness(None, 60, '"e"', None)},
+        "freshness.stale_until"),
     "fresh_until not a time": (
         {"freshness": http_cache.Freshness("soon", None, None, None)},
         "freshness.fresh_until"),
@@ -140,3 +143,13 @@ def test_an_aware_now_is_stored_as_utc(repository):
     repository.store_reply(INSTANCE, "a", "{}", FRESH, now=aware)
     assert repository.get_replies(INSTANCE)["a"].stored_at == (
         NOW - datetime.timedelta(hours=2))
+
+
+def test_a_reply_of_exactly_a_mib_and_its_validators_are_kept(repository):
+    body = '"' + "x" * (1024 * 1024 - 2) + '"'
+    freshness = http_cache.Freshness(later(60), later(90), '"v1"',
+                                     "Fri, 27 Nov 2026 12:00:00 GMT")
+    assert repository.store_reply(INSTANCE, "a", body, freshness, now=NOW)
+    reply = repository.get_replies(INSTANCE)["a"]
+    assert (len(reply.body.encode()), reply.etag, reply.last_modified) == (
+        1024 * 1024, '"v1"', "Fri, 27 Nov 2026 12:00:00 GMT")
