@@ -68,6 +68,9 @@ hypothesis_settings.register_profile(
     "ci", max_examples=250, derandomize=True, **_HYPOTHESIS_COMMON)
 hypothesis_settings.register_profile(
     "long", max_examples=5000, derandomize=False, **_HYPOTHESIS_COMMON)
+# Mutation testing runs every mutant's tests: fewer cases each.
+hypothesis_settings.register_profile(
+    "mutation", max_examples=25, derandomize=True, **_HYPOTHESIS_COMMON)
 HYPOTHESIS_PROFILE = os.environ.get("ROLE_STASH_HYPOTHESIS", "ci")
 hypothesis_settings.load_profile(HYPOTHESIS_PROFILE)
 _generated_cases = collections.Counter()

@@ -10,14 +10,18 @@
 #
 #   tools/mutation-testing.sh            # run (resumes an earlier run)
 #   tools/mutation-testing.sh --fresh    # forget the earlier run first
+#   tools/mutation-testing.sh --fresh 'role_stash.validation.*'  # a module
 #   .venv/bin/mutmut results             # list the survivors
 #   .venv/bin/mutmut show <mutant name>  # a survivor's diff
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--fresh" ]; then
     rm -rf mutants
+    shift
 fi
+# Each mutant runs its tests' generated cases: 25 per test, not CI's 250.
+export ROLE_STASH_HYPOTHESIS="${ROLE_STASH_HYPOTHESIS:-mutation}"
 mkdir -p mutants/role_stash
 rm -rf mutants/role_stash/migrations
 cp -r alembic mutants/role_stash/migrations
-exec .venv/bin/mutmut run
+exec .venv/bin/mutmut run "$@"
