@@ -56,7 +56,11 @@ def test_bad_stash_argument_is_refused_before_any_sql(
         with pytest.raises(exception.InvalidArgument) as raised:
             repository.stash_roles(arguments.pop("instance_uuid"), **arguments)
     assert raised.value.field == field
-    assert field in str(raised.value)
+    assert str(raised.value) == f"invalid {field}: {raised.value.reason}"
+    assert isinstance(raised.value.reason, str) and raised.value.reason
+    [value] = change.values()
+    if not isinstance(value, (str, list, tuple, set)):
+        assert raised.value.reason.endswith(f"got {type(value).__name__}")
     assert statements == []
     assert repository.list_stashes() == []
 
@@ -123,6 +127,7 @@ def test_bad_argument_of_other_calls_is_refused_before_any_sql(
         with pytest.raises(exception.InvalidArgument) as raised:
             getattr(repository, method)(*args, **kwargs)
     assert raised.value.field == field
+    assert isinstance(raised.value.reason, str) and raised.value.reason
     assert statements == []
 
 
