@@ -2,9 +2,10 @@
 
 Every method validates its arguments before any SQL runs, returns frozen
 values, and raises only role_stash.exception errors. Each operation's
-semantics (idempotent stash, conflict, replace, delete, purge) are written
-here once; the SQL comes from the database's dialects.Statements, and runs
-on a SQLAlchemy Connection from engines.
+semantics (idempotent stash, conflict, replace, delete) are written here
+once; the SQL comes from the database's dialects.Statements, and runs on a
+SQLAlchemy Connection from engines. Archive and purge, batch by batch, are
+role_stash.archive's; the repository runs their batches.
 
 A method called with the caller's enginefacade context while that context
 has a transaction open (from the same transaction context manager) joins
@@ -24,11 +25,13 @@ import threading
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from role_stash import archive
 from role_stash import dialects
 from role_stash import engines
 from role_stash import exception
 from role_stash import nova_db
 from role_stash import validation
+from role_stash.archive import Summary
 from role_stash.dialects import LIVE
 from role_stash.dialects import REPLIES
 from role_stash.dialects import ROLES
@@ -37,11 +40,11 @@ from role_stash.stash import CachedReply
 from role_stash.stash import Stash
 from role_stash.stash import StashWritten
 
-__all__ = ["CachedReply", "Stash", "StashRepository", "StashWritten"]
+__all__ = ["CachedReply", "Stash", "StashRepository", "StashWritten",
+           "Summary"]
 
 LOG = logging.getLogger(__name__)
 
-PURGE_BATCH_SIZE = 1000
 # A cached reply with validators is kept this long past its freshness, to
 # be revalidated (a 304 costs the service less than a whole reply).
 REVALIDATE_KEEP = datetime.timedelta(days=1)
@@ -70,6 +73,9 @@ _LIVE_PAGE = sa.select(STASHES.c.instance_uuid, _WRITTEN_AT).where(
 _DELETED_BEFORE = sa.select(
     sa.func.count(), sa.func.min(STASHES.c.deleted_at)).where(
         STASHES.c.deleted != 0, STASHES.c.deleted_at < sa.bindparam("before"))
+_ARCHIVED_BEFORE = sa.select(
+    sa.func.count(), sa.func.min(archive.SHADOW_STASHES.c.deleted_at)).where(
+        archive.SHADOW_STASHES.c.deleted_at < sa.bindparam("before"))
 _DELETED_AT = sa.select(STASHES.c.id).where(
     STASHES.c.instance_uuid == sa.bindparam("uuid"),
     STASHES.c.deleted != 0,
@@ -615,41 +621,93 @@ class StashRepository:
         return tuple(self._run(False, None, lambda connection: (
             connection.execute(_DELETED_BEFORE, {"before": before}).one())))
 
-    def purge_deleted(self, *, older_than, batch_size=PURGE_BATCH_SIZE):
-        """Remove soft-deleted stashes deleted before older_than, and cached
-        vendordata replies of no more use by then, batch_size of each per
-        transaction; return how many stashes were removed."""
-        older_than = validation.utc_datetime(older_than, "older_than")
+    def count_archived(self, *, before):
+        """Return (how many, the oldest deleted_at or None) of the archived
+        stashes deleted before a time (role_stashes_shadow's)."""
+        before = validation.utc_datetime(before, "before")
+        return tuple(self._run(False, None, lambda connection: (
+            connection.execute(_ARCHIVED_BEFORE, {"before": before}).one())))
+
+    def _archive_or_purge(self, operation, parts, statements, *,
+                          max_rows, batch_size, until_complete, dry_run,
+                          progress, conflict=None):
+        """Run archive.run with lone transactions, arguments checked."""
+        if max_rows is not None:
+            max_rows = validation.positive_int(max_rows, "max_rows")
         batch_size = validation.positive_int(batch_size, "batch_size",
                                              validation.MAX_BATCH)
-        batch = (sa.select(STASHES.c.id)
-                 .where(STASHES.c.deleted != 0,
-                        STASHES.c.deleted_at < older_than)
-                 .order_by(STASHES.c.id).limit(batch_size))
+        until_complete = validation.flag(until_complete, "until_complete")
+        dry_run = validation.flag(dry_run, "dry_run")
+        if progress is not None and not callable(progress):
+            raise exception.InvalidArgument(
+                "progress", f"expected a callable, got "
+                            f"{type(progress).__name__}")
+        summary = archive.run(
+            operation, parts, statements,
+            write=lambda work: self._run(True, None, work, conflict),
+            read=lambda work: self._run(False, None, work),
+            max_rows=max_rows, batch_size=batch_size,
+            until_complete=until_complete, dry_run=dry_run,
+            progress=progress)
+        LOG.info("%s%s: %s rows in %d batches, %.1f s%s", operation,
+                 " (dry run)" if dry_run else "", ", ".join(
+                     f"{table} {count}"
+                     for table, count in summary.rows.items()),
+                 summary.batches, summary.seconds,
+                 "" if summary.complete else "; rows are left")
+        return summary
 
-        expired = (sa.select(REPLIES.c.id)
-                   .where(REPLIES.c.keep_until < older_than)
-                   .order_by(REPLIES.c.id).limit(batch_size))
+    def archive_deleted(self, *, before=None, max_rows=None,
+                        batch_size=archive.BATCH_SIZE, until_complete=False,
+                        dry_run=False, progress=None):
+        """Move soft-deleted stashes, with their roles, and the cached
+        vendordata replies of instances with no live stash, to the shadow
+        tables, one transaction per batch; return an archive.Summary.
 
-        def purge_batch(connection):
-            reply_ids = connection.execute(expired).scalars().all()
-            if reply_ids:
-                connection.execute(
-                    sa.delete(REPLIES).where(REPLIES.c.id.in_(reply_ids)))
-            ids = connection.execute(batch).scalars().all()
-            if ids:
-                connection.execute(
-                    sa.delete(ROLES).where(ROLES.c.stash_id.in_(ids)))
-                connection.execute(
-                    sa.delete(STASHES).where(STASHES.c.id.in_(ids)))
-            return len(ids), len(reply_ids)
+        before: only stashes deleted, and replies of no more use, before
+        it. max_rows: at most that many stashes and replies (their roles
+        go along), None for no bound; until_complete goes on until nothing
+        is left, max_rows then bounding each batch. dry_run counts what
+        would move and writes nothing. progress(summary) is called after
+        each batch. Killed at any moment, a run loses and doubles nothing.
+        """
+        if before is not None:
+            before = validation.utc_datetime(before, "before")
+        statements = self._statements()
+        return self._archive_or_purge(
+            archive.ARCHIVE, archive.archive_parts(statements, before),
+            statements, max_rows=max_rows, batch_size=batch_size,
+            until_complete=until_complete, dry_run=dry_run,
+            progress=progress, conflict=exception.DatabaseError(
+                "a row of the batch is already in a shadow table (a "
+                "restored backup, or a stash id given twice); the batch "
+                "was rolled back"))
 
-        purged = 0
-        while True:
-            count, replies = self._run(True, None, purge_batch)
-            purged += count
-            if max(count, replies) < batch_size:
-                break
-        LOG.info("Purged %d role stashes deleted before %s",
-                 purged, older_than.isoformat())
-        return purged
+    def purge_deleted(self, *, before=None, everything=False, max_rows=None,
+                      batch_size=archive.BATCH_SIZE, until_complete=False,
+                      dry_run=False, progress=None):
+        """Remove for good what was deleted before a time, one transaction
+        per batch; return an archive.Summary.
+
+        That is archived stashes deleted before it, with their roles, and
+        archived replies of no more use by then (the shadow tables); and
+        in the live tables, soft-deleted stashes deleted before it, with
+        their roles, and cached replies of no more use by then. Give
+        before, or everything=True: every archived row and soft-deleted
+        stash, and the replies of no more use now. max_rows, batch_size,
+        until_complete, dry_run and progress as archive_deleted's.
+        """
+        everything = validation.flag(everything, "everything")
+        if (before is None) == (not everything):
+            raise exception.InvalidArgument(
+                "before", "give the time to purge what was deleted before, "
+                          "or everything=True, not both")
+        if before is not None:
+            before = validation.utc_datetime(before, "before")
+        statements = self._statements()
+        return self._archive_or_purge(
+            archive.PURGE, archive.purge_parts(
+                statements, before, timeutils.utcnow()),
+            statements, max_rows=max_rows, batch_size=batch_size,
+            until_complete=until_complete, dry_run=dry_run,
+            progress=progress)

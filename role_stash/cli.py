@@ -2,7 +2,9 @@
 
 Exit codes: 0 done; 1 database failure (unreachable, error); 2 bad usage or
 input (a log file that cannot be opened included); 3 no such stash; 4
-conflicting stash. `db check` answers as `keystone-manage db_sync --check`:
+conflicting stash; 5 rows are left (archive-deleted or purge stopped at
+--max-rows: run it again, or with --until-complete); 130 interrupted (the
+batches done are kept). `db check` answers as `keystone-manage db_sync --check`:
 0 at head, 2 expand pending, 4 contract pending (run `db sync --expand`, or
 `db sync --contract`). `upgrade check` answers as oslo.upgradecheck (and
 `nova-status upgrade check`): 0 success, 1 warning, 2 failure, 255 a check
@@ -17,7 +19,6 @@ one of the two databases names both.
 
 import argparse
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -25,10 +26,12 @@ import sys
 
 from oslo_config import cfg
 from oslo_log import log as oslo_log
+from oslo_utils import timeutils
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from role_stash import api
+from role_stash import archive
 from role_stash import engines
 from role_stash import exception
 from role_stash import migration
@@ -45,7 +48,12 @@ DATABASE_FAILURE = 1
 BAD_INPUT = 2
 NOT_FOUND = 3
 CONFLICT = 4
-
+# Not nova-manage's 1 for "rows were archived": 1 is a database failure
+# here, and a loop that runs again on it would never stop.
+ROWS_LEFT = 5
+INTERRUPTED = 130
+# nova-manage db archive_deleted_rows's default bound.
+ARCHIVE_MAX_ROWS = 1000
 
 _CLI_OPTIONS = [
     cfg.StrOpt(
@@ -235,14 +243,71 @@ def delete(args, context_manager):
     return OK
 
 
+_DOING = {
+    archive.ARCHIVE: ("moved to the shadow tables",
+                      "it would move to the shadow tables"),
+    archive.PURGE: ("removed for good", "it would remove for good"),
+}
+
+
+def _batches_text(name, summary):
+    done, would = _DOING[summary.operation]
+    if summary.dry_run:
+        head = f"{name} --dry-run: rows {would} (nothing written)"
+    else:
+        head = (f"{name}: rows {done}, in {summary.batches} "
+                f"batch{'es' if summary.batches != 1 else ''} "
+                f"({summary.seconds:.1f} s)")
+    width = max(map(len, summary.rows))
+    lines = [head] + [f"  {table:<{width}}  {count:>10}"
+                      for table, count in summary.rows.items()]
+    if not summary.complete:
+        lines.append("rows are left beyond --max-rows: run it again, or "
+                     "with --until-complete")
+    return "\n".join(lines)
+
+
+def _in_batches(args, name, operation, **arguments):
+    """Run an archive or purge operation of the repository as the command
+    line says, a progress bar on a terminal (its total from a dry run's
+    count); print its summary; return the exit code."""
+    options = {"max_rows": args.max_rows, "batch_size": args.batch_size,
+               "until_complete": args.until_complete, **arguments}
+    advance, close = (None, lambda: None) if args.dry_run else _progress_bar(
+        args, lambda: operation(dry_run=True, **options).total, "row")
+    progress = None
+    if advance is not None:
+        drawn = 0
+
+        def progress(summary):
+            nonlocal drawn
+            advance(summary.total - drawn)
+            drawn = summary.total
+    try:
+        summary = operation(dry_run=args.dry_run, progress=progress,
+                            **options)
+    finally:
+        close()
+    _print(args, summary.as_dict(), _batches_text(name, summary))
+    return OK if summary.complete else ROWS_LEFT
+
+
+def archive_deleted(args, context_manager):
+    """Move soft-deleted stashes, with their roles, and the cached
+    vendordata replies of instances with no live stash, to the shadow
+    tables."""
+    return _in_batches(
+        args, "archive-deleted",
+        api.StashRepository(context_manager).archive_deleted,
+        before=args.before)
+
+
 def purge(args, context_manager):
-    """Remove stashes soft-deleted more than --older-than-days ago."""
-    cutoff = (datetime.datetime.now(datetime.timezone.utc)
-              - datetime.timedelta(days=args.older_than_days))
-    purged = api.StashRepository(context_manager).purge_deleted(
-        older_than=cutoff, batch_size=args.batch_size)
-    _print(args, {"purged": purged}, f"purged {purged} deleted stashes")
-    return OK
+    """Remove for good what was deleted before --before (or --all): rows
+    of the shadow tables, and soft-deleted rows of the live ones."""
+    return _in_batches(
+        args, "purge", api.StashRepository(context_manager).purge_deleted,
+        before=args.before, everything=args.all)
 
 
 def import_nova(args, context_manager):
@@ -339,11 +404,49 @@ def upgrade_check(args, context_manager):
     return upgrade_checks.run(checks, json=args.json)
 
 
-def _days(text):
-    value = float(text)
-    if not 0 <= value <= 36500:
-        raise argparse.ArgumentTypeError("must be from 0 to 36500 days")
+def _date(text):
+    """A --before value: an ISO 8601 date or time, UTC unless it says."""
+    try:
+        return timeutils.parse_isotime(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 date or time, such as 2026-11-01 "
+            "or 2026-11-01T12:00:00Z (UTC unless a zone is given)") from None
+
+
+def _rows(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive whole number of rows")
     return value
+
+
+def _batch_options(max_rows):
+    """The options archive-deleted and purge share, max_rows the default
+    bound."""
+    bound = (f"default {max_rows}, as nova-manage's" if max_rows
+             else "default: no bound, as nova-manage db purge")
+    return (
+        (("--max-rows",), {
+            "type": _rows, "metavar": "N", "default": max_rows,
+            "help": f"stop after N stashes and replies, their roles going "
+                    f"along ({bound}); with --until-complete, the most "
+                    f"rows of a batch"}),
+        (("--batch-size",), {
+            "type": _rows, "metavar": "N", "default": archive.BATCH_SIZE,
+            "help": f"rows per transaction (default {archive.BATCH_SIZE}, "
+                    f"at most {api.validation.MAX_BATCH})"}),
+        (("--until-complete",), {
+            "action": "store_true",
+            "help": "go on until nothing is left, whatever --max-rows"}),
+        (("--dry-run",), {
+            "action": "store_true",
+            "help": "count what it would take; write nothing"}),
+    )
 
 
 def add_commands(commands):
@@ -365,13 +468,14 @@ def add_commands(commands):
     db_commands.add_parser(
         "check", help=db_check.__doc__).set_defaults(run=db_check)
 
-    def command(name, run, *arguments):
-        sub = commands.add_parser(name, help=run.__doc__)
+    def command(name, run, *arguments, aliases=()):
+        sub = commands.add_parser(name, help=run.__doc__, aliases=aliases)
         for flags, options in arguments:
             sub.add_argument(*flags, **options)
         sub.add_argument("--json", action="store_true",
                          help="print JSON")
         sub.set_defaults(run=run)
+        return sub
 
     instance = (("instance_uuid",), {})
     command("stash", stash, instance,
@@ -390,12 +494,22 @@ def add_commands(commands):
             (("--project-id",), {}), (("--role",), {}), (("--marker",), {}),
             (("--limit",), {"type": int}))
     command("delete", delete, instance)
-    command("purge", purge,
-            (("--older-than-days",), {"type": _days, "default": 0,
-                                      "help": "default 0: every deleted "
-                                              "stash"}),
-            (("--batch-size",), {"type": int,
-                                 "default": api.PURGE_BATCH_SIZE}))
+    command("archive-deleted", archive_deleted,
+            (("--before",), {
+                "type": _date, "metavar": "DATE",
+                "help": "only stashes deleted, and replies of no more use, "
+                        "before DATE (ISO 8601, UTC unless a zone is "
+                        "given)"}),
+            *_batch_options(ARCHIVE_MAX_ROWS), aliases=["archive"])
+    purge_parser = command("purge", purge, *_batch_options(None))
+    what = purge_parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--before", type=_date, metavar="DATE",
+                      help="remove what was deleted before DATE (ISO 8601, "
+                           "UTC unless a zone is given), and replies of no "
+                           "more use by then")
+    what.add_argument("--all", action="store_true",
+                      help="remove every archived row and soft-deleted "
+                           "stash, and the replies of no more use now")
     nova_database = (
         (("--nova-database-url",), {
             "help": "Nova's (cell) database URL; default: role_stash's own "
@@ -537,6 +651,10 @@ def _run(args):
                 engines.configured_url(context_manager)).render_as_string(
                     hide_password=True))
             return args.run(args, context_manager)
+    except KeyboardInterrupt:
+        print("\ninterrupted: what was done is kept; run it again to go "
+              "on", file=sys.stderr)
+        return INTERRUPTED
     except tuple(error for errors, _, _ in _EXIT_CODES
                  for error in errors) as error:
         for errors, code, prefix in _EXIT_CODES:

@@ -2,7 +2,9 @@
 
 One object per dialect family (PostgreSQL, MySQL/MariaDB, SQLite) owns the
 SQL that reads one stash, reads many, and writes a new one; the shape of a
-bulk read's parameters; and the fold of result rows into Stash values. The
+bulk read's parameters; the fold of result rows into Stash values; and
+what archive and purge (role_stash.archive) must do differently: how a
+batch locks its rows, and which stash rows may leave role_stashes. The
 repository asks it and runs what it gets on a SQLAlchemy Connection, so
 every statement passes through SQLAlchemy's events and oslo.db's filters.
 """
@@ -22,6 +24,7 @@ from role_stash.stash import Stash
 STASHES = models.Stash.__table__
 ROLES = models.StashRole.__table__
 REPLIES = models.VendordataReply.__table__
+SHADOW_STASHES = models.ShadowStash.__table__
 
 STASH_COLUMNS = (
     STASHES.c.id, STASHES.c.instance_uuid, STASHES.c.project_id,
@@ -157,6 +160,28 @@ class Statements:
         a live stash."""
         raise NotImplementedError
 
+    # Archive and purge (role_stash.archive).
+    def lock_batch(self, select, table):
+        """Return the SELECT of a batch's ids from table, made to lock the
+        rows it finds where the database can lock those alone.
+
+        Here it locks nothing. MySQL's locking read, under its default
+        REPEATABLE READ, would lock every index record it scans and the
+        gaps between them, live stashes' included, and hold up writers for
+        the batch; its INSERT ... SELECT that copies the batch locks the
+        rows it copies, and the DELETE then removes exactly those.
+        SQLite's writer holds the whole database.
+        """
+        return select
+
+    def removable_stashes(self, archiving):
+        """Return the WHERE clauses a stash row must also meet to leave
+        role_stashes: for the archive (archiving), or the purge."""
+        return ()
+
+    def begin_batch(self, connection):
+        """Run what a batch's transaction needs first, before its SELECT."""
+
 
     def insert_new_stashes(self, connection, rows, roles):
         """INSERT stash rows whose instances had no live stash when just
@@ -253,7 +278,8 @@ class MySQL(Statements):
 
 
 class SQLite(Statements):
-    """SQLite: an INSERT that skips a live stash of the instance."""
+    """SQLite: an INSERT that skips a live stash of the instance; the
+    newest stash row never leaves role_stashes."""
 
     # Not in autocommit: oslo.db emits its own BEGIN on SQLite, which only
     # the ROLLBACK ends, and in-process it costs no round trip. But pooled:
@@ -270,6 +296,30 @@ class SQLite(Statements):
 
     def insert_stash_row(self, connection, row):
         return connection.execute(self._insert, row).scalar()
+
+    def removable_stashes(self, archiving):
+        # SQLite gives a new row the largest id in the table plus one (no
+        # AUTOINCREMENT): with the newest row gone, the next stash would
+        # take an id that an archived stash, and its archived roles, may
+        # hold. So the newest row stays, but for a purge while nothing is
+        # archived.
+        older = STASHES.c.id < sa.select(
+            sa.func.max(STASHES.c.id)).scalar_subquery()
+        if archiving:
+            return (older,)
+        nothing_archived = ~sa.select(SHADOW_STASHES.c.id).exists()
+        return (sa.or_(older, nothing_archived),)
+
+    _take_write_lock = sa.update(STASHES).where(sa.false()).values(
+        deleted=STASHES.c.deleted)
+
+    def begin_batch(self, connection):
+        # A write that changes nothing takes the database's write lock, or
+        # waits its turn for it. A transaction that read first and writes
+        # then is refused at once, without waiting, while another writer
+        # commits (SQLite would deadlock otherwise), and a busy writer
+        # made every try of a batch fail.
+        connection.execute(self._take_write_lock)
 
 
 class PostgreSQL(Statements):
@@ -350,6 +400,12 @@ class PostgreSQL(Statements):
     def insert_new_stash(self, connection, row, roles):
         return connection.execute(
             self._insert_new_stash, {**row, "names": list(roles)}).scalar()
+
+    def lock_batch(self, select, table):
+        # Only the rows returned are locked: a rival archive or purge skips
+        # them and takes others, instead of copying rows this batch is
+        # about to delete (an INSERT ... SELECT reads without locking here).
+        return select.with_for_update(of=table, skip_locked=True)
 
 
 _FAMILIES = {

@@ -46,7 +46,26 @@ class Base(orm.DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class Stash(Base):
+class _StashColumns:
+    """The columns of a stash but its id, live and archived alike."""
+
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(sa.String(UUID_LENGTH))
+    project_id: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
+    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
+    project_domain_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(ID_LENGTH))
+    user_domain_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(ID_LENGTH))
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(Timestamp)
+    updated_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        Timestamp)
+    deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        Timestamp)
+    deleted: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, server_default=sa.text("0"))
+
+
+class Stash(_StashColumns, Base):
     """The creating user's identity for one instance.
 
     A live stash has deleted == 0; soft delete sets deleted to the row's id,
@@ -64,23 +83,17 @@ class Stash(Base):
 
     id: orm.Mapped[int] = orm.mapped_column(
         BigId, primary_key=True)
-    instance_uuid: orm.Mapped[str] = orm.mapped_column(sa.String(UUID_LENGTH))
-    project_id: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
-    user_id: orm.Mapped[str] = orm.mapped_column(sa.String(ID_LENGTH))
-    project_domain_id: orm.Mapped[str | None] = orm.mapped_column(
-        sa.String(ID_LENGTH))
-    user_domain_id: orm.Mapped[str | None] = orm.mapped_column(
-        sa.String(ID_LENGTH))
-    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(Timestamp)
-    updated_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
-        Timestamp)
-    deleted_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
-        Timestamp)
-    deleted: orm.Mapped[int] = orm.mapped_column(
-        sa.Integer, server_default=sa.text("0"))
 
 
-class StashRole(Base):
+class _StashRoleColumns:
+    """The columns of a stash's role but its stash_id."""
+
+    position: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=False)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(ROLE_NAME_LENGTH))
+
+
+class StashRole(_StashRoleColumns, Base):
     """One role of a stash, at its position in the creating user's list."""
 
     __tablename__ = "role_stash_roles"
@@ -92,25 +105,14 @@ class StashRole(Base):
 
     stash_id: orm.Mapped[int] = orm.mapped_column(
         BigId, sa.ForeignKey(Stash.id, ondelete="CASCADE"), primary_key=True)
-    position: orm.Mapped[int] = orm.mapped_column(
-        sa.Integer, primary_key=True, autoincrement=False)
-    name: orm.Mapped[str] = orm.mapped_column(sa.String(ROLE_NAME_LENGTH))
 
 
 # A reply's JSON as received: MySQL's TEXT holds only 64 KiB of bytes.
 ReplyBody = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 
-class VendordataReply(Base):
-    """A dynamic vendordata service's reply for one instance, kept as long
-    as its Cache-Control lets a private cache keep it (see http_cache)."""
-
-    __tablename__ = "role_stash_vendordata"
-    __table_args__ = (
-        sa.UniqueConstraint("instance_uuid", "target"),
-        sa.Index(None, "keep_until"),
-        MYSQL_TABLE_ARGS,
-    )
+class _VendordataReplyColumns:
+    """The columns of a cached vendordata reply."""
 
     id: orm.Mapped[int] = orm.mapped_column(BigId, primary_key=True)
     instance_uuid: orm.Mapped[str] = orm.mapped_column(sa.String(UUID_LENGTH))
@@ -125,3 +127,60 @@ class VendordataReply(Base):
     stale_until: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
         Timestamp)
     keep_until: orm.Mapped[datetime.datetime] = orm.mapped_column(Timestamp)
+
+
+class VendordataReply(_VendordataReplyColumns, Base):
+    """A dynamic vendordata service's reply for one instance, kept as long
+    as its Cache-Control lets a private cache keep it (see http_cache)."""
+
+    __tablename__ = "role_stash_vendordata"
+    __table_args__ = (
+        sa.UniqueConstraint("instance_uuid", "target"),
+        sa.Index(None, "keep_until"),
+        MYSQL_TABLE_ARGS,
+    )
+
+
+# Shadow tables, as Nova's: the live table's columns, where archive
+# (role_stash.archive) moves deleted rows; no unique constraint, since
+# history may hold any number of stashes of one instance, and no foreign
+# key, since a batch moves a stash and its roles together. Named
+# <table>_shadow, not Nova's shadow_<table>: in a database shared with
+# Nova, Nova's first migration creates shadow_<table> of every table it
+# finds (it would fail on ours), and `nova-manage db purge` empties every
+# shadow_ table it finds.
+
+class ShadowStash(_StashColumns, Base):
+    """An archived stash, under its id in role_stashes, which its archived
+    roles name; purged by deleted_at."""
+
+    __tablename__ = "role_stashes_shadow"
+    __table_args__ = (
+        sa.Index(None, "deleted_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(
+        BigId, primary_key=True, autoincrement=False)
+
+
+class ShadowStashRole(_StashRoleColumns, Base):
+    """An archived stash's role."""
+
+    __tablename__ = "role_stash_roles_shadow"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    stash_id: orm.Mapped[int] = orm.mapped_column(
+        BigId, primary_key=True, autoincrement=False)
+
+
+class ShadowVendordataReply(_VendordataReplyColumns, Base):
+    """An archived vendordata reply, under an id of this table's own (a
+    reply's id in role_stash_vendordata names nothing else, and SQLite
+    gives a deleted row's id again); purged by keep_until."""
+
+    __tablename__ = "role_stash_vendordata_shadow"
+    __table_args__ = (
+        sa.Index(None, "keep_until"),
+        MYSQL_TABLE_ARGS,
+    )

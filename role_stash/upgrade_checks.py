@@ -14,6 +14,7 @@ import typing
 from oslo_config import cfg
 from oslo_upgradecheck import upgradecheck
 from oslo_utils import timeutils
+import sqlalchemy as sa
 
 from role_stash import dialects
 from role_stash import engines
@@ -184,14 +185,23 @@ class Checks(upgradecheck.UpgradeCommands):
                                     "stashes.")
 
     def _unarchived_rows(self, before):
-        """[UnarchivedRows] of each place where rows soft-deleted before a
-        time still wait: the live table's soft-deleted stashes; the
-        shadow tables' rows, once they exist, are one more entry here."""
+        """[UnarchivedRows] of each place where rows deleted before a time
+        still wait: the live table's soft-deleted stashes (to archive),
+        and the archived ones (to purge) once revision
+        0003_create_shadow_tables made their table."""
         count, oldest = self._repository.count_deleted(before=before)
-        return [UnarchivedRows(
+        waiting = [UnarchivedRows(
             "stashes soft-deleted in role_stashes", count, oldest,
-            f"{_COMMAND} purge --older-than-days "
-            f"{self._deleted_rows_age_days}")]
+            f"{_COMMAND} archive-deleted --until-complete")]
+        with engines.translated_errors(), self._connect() as connection:
+            archived_table = sa.inspect(connection).has_table(
+                models.ShadowStash.__tablename__)
+        if archived_table:
+            count, oldest = self._repository.count_archived(before=before)
+            waiting.append(UnarchivedRows(
+                "stashes archived in role_stashes_shadow", count, oldest,
+                f"{_COMMAND} purge --before {before:%Y-%m-%d}"))
+        return waiting
 
     def _check_deleted_rows(self):
         """No row soft-deleted longer ago than the threshold still waits

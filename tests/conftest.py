@@ -277,6 +277,21 @@ def repository(_session_repository):
             connection.execute(table.delete())
 
 
+@pytest.fixture
+def table_rows(repository):
+    """table_rows(table): every row of a role_stash table (a name or a
+    Table), as tuples in the order of its primary key."""
+    engine = repository._context_manager.writer.get_engine()
+
+    def read(table):
+        if isinstance(table, str):
+            table = models.Base.metadata.tables[table]
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(
+                sa.select(table).order_by(*table.primary_key.columns))]
+
+    return read
+
 
 # The audit of a load run: what its callers were told, against what the
 # database holds.
@@ -678,6 +693,46 @@ def count_statements(server):
             yield statements
 
     return counting
+
+
+@pytest.fixture
+def transactions():
+    """transactions(): a block that records every transaction any engine
+    commits while in it, as the list of its statements: Statement values
+    whose rowcount is the rows the server said each one changed (the
+    driver's cursor.rowcount). Rolled-back transactions are left out."""
+
+    @contextlib.contextmanager
+    def recording():
+        committed = []
+        open_transactions = {}
+
+        def begin(conn):
+            open_transactions[id(conn)] = []
+
+        def executed(conn, cursor, statement, parameters, context, many):
+            recorded = open_transactions.get(id(conn))
+            if recorded is not None and statement != "BEGIN":
+                recorded.append(Statement(statement, parameters))
+                recorded[-1].rowcount = cursor.rowcount
+
+        def commit(conn):
+            committed.append(open_transactions.pop(id(conn), []))
+
+        def rollback(conn):
+            open_transactions.pop(id(conn), None)
+
+        listeners = (("begin", begin), ("after_cursor_execute", executed),
+                     ("commit", commit), ("rollback", rollback))
+        for name, listener in listeners:
+            sa.event.listen(sa.Engine, name, listener)
+        try:
+            yield committed
+        finally:
+            for name, listener in listeners:
+                sa.event.remove(sa.Engine, name, listener)
+
+    return recording
 
 
 _backend_of = {}

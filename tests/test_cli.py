@@ -56,8 +56,9 @@ def test_stash_show_list_delete_purge_as_json(manage):
     assert [item["instance_uuid"] for item in json.loads(out)] == [INSTANCE]
     assert manage("delete", INSTANCE, "--json")[:2] == (
         cli.OK, json.dumps({"deleted": INSTANCE}, indent=2) + "\n")
-    code, out, _ = manage("purge", "--json")
-    assert json.loads(out) == {"purged": 1}
+    code, out, _ = manage("purge", "--all", "--json")
+    assert code == cli.OK
+    assert json.loads(out)["rows"]["role_stashes"] == 1
 
 
 def test_show_prints_text_by_default(manage):
@@ -130,9 +131,10 @@ def test_usage_errors_exit_2(capsys):
 @pytest.mark.parametrize("arguments", [
     ["--config-file", "/nonexistent/role_stash.conf", "db", "check"],
     ["--database-url", "nosuchdb+driver://x/y", "db", "check"],
-    ["--database-url", "sqlite:////tmp/x.sqlite", "purge",
-     "--older-than-days", "nan"],
-], ids=["missing-config", "unknown-driver", "nan-days"])
+    ["--database-url", "sqlite:////tmp/x.sqlite", "purge", "--before",
+     "nan"],
+    ["--database-url", "sqlite:////tmp/x.sqlite", "purge"],
+], ids=["missing-config", "unknown-driver", "nan-date", "no-date"])
 def test_bad_settings_exit_2_without_a_traceback(arguments, capsys):
     try:
         code = cli.main(arguments)

@@ -45,12 +45,13 @@ def test_a_failing_statement_at_debug_logs_no_bound_value(database_url,
 def test_log_lines_go_to_stderr_and_stdout_keeps_the_answer(migrated_url,
                                                             repository,
                                                             capsys):
-    code = cli.main(["--database-url", migrated_url, "purge", "--json"])
+    code = cli.main(["--database-url", migrated_url, "purge", "--all",
+                     "--json"])
     captured = capsys.readouterr()
     assert code == cli.OK
-    assert json.loads(captured.out) == {"purged": 0}
+    assert json.loads(captured.out)["total"] == 0
     assert "INFO role_stash.api" in captured.err
-    assert "Purged 0 role stashes" in captured.err
+    assert "purge: role_stashes_shadow 0" in captured.err
 
 
 def test_debug_and_log_file_come_from_the_config_file_too(migrated_url,

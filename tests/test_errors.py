@@ -78,7 +78,9 @@ def test_no_role_payload_is_logged_at_info_or_above(repository, caplog):
     repository.delete_stash(INSTANCE)
     with pytest.raises(exception.StashNotFound):
         repository.delete_stash(INSTANCE)
-    repository.purge_deleted(older_than=api.timeutils.utcnow())
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u", roles=ROLES)
+    repository.archive_deleted()
+    repository.purge_deleted(everything=True)
     assert caplog.records
     for record in caplog.records:
         assert "secret-project-role" not in record.getMessage()
@@ -139,7 +141,7 @@ def test_a_three_byte_mysql_connection_names_the_charset_fix(migrated_url):
             assert repository.get_stash(INSTANCE).roles == (
                 "emoji \U0001f600",)
             repository.delete_stash(INSTANCE)
-            repository.purge_deleted(older_than=api.timeutils.utcnow())
+            repository.purge_deleted(everything=True)
     finally:
         repository.close()
 

@@ -107,9 +107,50 @@ def seed_0002(connection):
         project_id="p-0002", user_id="u-0002", roles=())
 
 
+ARCHIVED = "33333333-3333-4333-8333-333333333333"
+
+
+def seed_0003(connection):
+    """Write a live stash, and an archived one with its roles and a
+    cached reply of its instance, in the shadow tables."""
+    connection.execute(sa.text(
+        "INSERT INTO role_stashes (instance_uuid, project_id, user_id, "
+        "created_at, deleted) VALUES ('44444444-4444-4444-8444-444444444444', "
+        "'p-0003', 'u-0003', '2026-01-02 03:04:05', 0)"))
+    connection.execute(sa.text(
+        "INSERT INTO role_stashes_shadow (id, instance_uuid, project_id, "
+        "user_id, created_at, deleted_at, deleted) VALUES (900, "
+        f"'{ARCHIVED}', 'p-0003', 'u-0003', '2026-01-02 03:04:05', "
+        "'2026-01-03 03:04:05', 900)"))
+    connection.execute(sa.text(
+        "INSERT INTO role_stash_roles_shadow (stash_id, position, name) "
+        "VALUES (900, 0, 'member'), (900, 1, 'reader')"))
+    connection.execute(sa.text(
+        "INSERT INTO role_stash_vendordata_shadow (instance_uuid, target, "
+        f"body, stored_at, keep_until) VALUES ('{ARCHIVED}', 'service', "
+        "'{}', '2026-01-02 03:04:05', '2026-01-02 03:05:05')"))
+    return api.Stash(
+        instance_uuid="44444444-4444-4444-8444-444444444444",
+        project_id="p-0003", user_id="u-0003", roles=())
+
+
+def archived_rows(connection):
+    """The archived stash of seed_0003, its role names and reply targets."""
+    return (
+        connection.execute(sa.text(
+            "SELECT instance_uuid, deleted FROM role_stashes_shadow")).all(),
+        connection.execute(sa.text(
+            "SELECT name FROM role_stash_roles_shadow WHERE stash_id = 900 "
+            "ORDER BY position")).scalars().all(),
+        connection.execute(sa.text(
+            "SELECT target FROM role_stash_vendordata_shadow")).scalars()
+        .all())
+
+
 # Each revision writes data its own way; every later upgrade must keep it.
 SEEDS = {"0001_create_role_stashes": seed_0001,
-         "0002_create_vendordata_replies": seed_0002}
+         "0002_create_vendordata_replies": seed_0002,
+         "0003_create_shadow_tables": seed_0003}
 
 
 def test_every_revision_has_a_seed():
@@ -124,6 +165,8 @@ def test_data_written_at_each_revision_survives_upgrade(connect,
             migration.upgrade(connection, revision)
             expected.append(SEEDS[revision](connection))
         migration.upgrade(connection)
+        assert archived_rows(connection) == (
+            [(ARCHIVED, 900)], ["member", "reader"], ["service"])
     repository = api.StashRepository.from_url(database_url)
     try:
         found = repository.get_stashes([s.instance_uuid for s in expected])
@@ -148,6 +191,25 @@ def test_models_match_the_migrated_schema(connect):
     with connect() as connection:
         migration.upgrade(connection)
         assert schema_diff(connection) == []
+
+
+def column_shapes(table):
+    return [(column.name, repr(column.type), column.nullable,
+             column.primary_key) for column in table.c]
+
+
+@pytest.mark.parametrize("live", ["role_stashes", "role_stash_roles",
+                                  "role_stash_vendordata"])
+def test_a_shadow_table_has_its_live_tables_columns_and_no_constraint(live):
+    """As Nova's shadow tables: the same columns (types, nullability,
+    primary key), no unique constraint or foreign key to refuse history."""
+    live_table = models.Base.metadata.tables[live]
+    shadow = models.Base.metadata.tables[f"{live}_shadow"]
+    assert column_shapes(shadow) == column_shapes(live_table)
+    assert not [constraint for constraint in shadow.constraints
+                if isinstance(constraint, (sa.UniqueConstraint,
+                                           sa.ForeignKeyConstraint))]
+    assert not [index for index in shadow.indexes if index.unique]
 
 
 def test_schema_diff_sees_a_drift(connect):
@@ -177,6 +239,8 @@ def test_constraints_and_indexes_carry_the_same_names_everywhere(connect):
         "role_stashes_project_id_deleted_id_idx",
         "role_stashes_deleted_at_idx",
         "role_stash_roles_name_stash_id_idx",
+        "role_stashes_shadow_deleted_at_idx",
+        "role_stash_vendordata_shadow_keep_until_idx",
     }
 
 

@@ -76,7 +76,7 @@ def test_the_runtime_needs_only_row_rights_on_its_tables(migrated_url,
                                                          repository):
     """Migrations ran as the owner (migrated_url); every call of the
     repository runs as an account with SELECT, INSERT, UPDATE and DELETE
-    on role_stash's two tables, and nothing more. SQLite has no
+    on role_stash's tables (the shadow tables too), and nothing more. SQLite has no
     accounts."""
     owner = sa.make_url(migrated_url)
     engine = sa.create_engine(owner)
@@ -95,7 +95,14 @@ def test_the_runtime_needs_only_row_rights_on_its_tables(migrated_url,
         assert [s.instance_uuid for s in app.list_stashes(role="member")] == [
             INSTANCE]
         app.delete_stash(INSTANCE)
-        assert app.purge_deleted(older_than=api.timeutils.utcnow()) == 1
+        app.stash_roles(INSTANCE, project_id="p", user_id="u",
+                        roles=["member"])
+        assert app.archive_deleted().rows["role_stashes"] == 1
+        app.delete_stash(INSTANCE)
+        assert dict(app.purge_deleted(everything=True).rows) == {
+            "role_stashes_shadow": 1, "role_stash_roles_shadow": 1,
+            "role_stash_vendordata_shadow": 0, "role_stashes": 1,
+            "role_stash_roles": 1, "role_stash_vendordata": 0}
         # And nothing beyond rows: no DDL.
         with app._lone.writer().begin() as connection:
             with pytest.raises((sa.exc.DBAPIError, db_exc.DBError)):
@@ -144,7 +151,7 @@ def test_a_contexts_token_reaches_no_statement_row_or_log(
             assert repository.get_stash(INSTANCE) == stashed
             assert repository.list_stashes(role="member") == [stashed]
             repository.delete_stash(INSTANCE)
-            repository.purge_deleted(older_than=api.timeutils.utcnow())
+            repository.purge_deleted(before=api.timeutils.utcnow())
         with repository._lone.writer().connect() as connection:
             rows = repr([connection.execute(sa.select(table)).all()
                          for table in models.Base.metadata.sorted_tables])

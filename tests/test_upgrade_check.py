@@ -94,14 +94,27 @@ def test_old_soft_deleted_rows_warn_until_purged(check, migrated_url,
     assert details == (
         "1 stashes soft-deleted in role_stashes more than 30 days ago (the "
         f"oldest on {forty_days_ago:%Y-%m-%d}) wait: run `role-stash-manage "
-        "purge --older-than-days 30`.")
+        "archive-deleted --until-complete`.")
+    # Archived, they wait in the shadow table, until purged (a newer
+    # stash: SQLite's archive leaves the newest row in place).
+    repository.stash_roles("0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c",
+                           project_id="p", user_id="u", roles=["member"])
+    assert repository.archive_deleted().rows["role_stashes"] == 1
+    code, results = check(migrated_url)
+    result, details = results["Unarchived deleted rows"]
+    threshold = timeutils.utcnow() - datetime.timedelta(days=30)
+    assert (code, result) == (WARNING, WARNING)
+    assert details == (
+        "1 stashes archived in role_stashes_shadow more than 30 days ago "
+        f"(the oldest on {forty_days_ago:%Y-%m-%d}) wait: run "
+        f"`role-stash-manage purge --before {threshold:%Y-%m-%d}`.")
     config = tmp_path / "role_stash.conf"
     config.write_text(f"[database]\nconnection = {migrated_url}\n"
                       "[role_stash]\ndeleted_rows_warn_after_days = 60\n")
     code = cli.main(["--config-file", str(config), "upgrade", "check"])
     assert code == 0, capsys.readouterr().out
     capsys.readouterr()
-    repository.purge_deleted(older_than=timeutils.utcnow())
+    repository.purge_deleted(before=timeutils.utcnow())
     assert check(migrated_url)[0] == 0
 
 

@@ -99,22 +99,34 @@ BAD_READS = [
     ("list_stashes", (), {"role": "r" * 256}, "role"),
     ("list_stashes", (), {"role": "a\x00"}, "role"),
     ("delete_stash", ("x",), {}, "instance_uuid"),
-    ("purge_deleted", (), {"older_than": "2020-01-01"}, "older_than"),
-    ("purge_deleted", (), {"older_than": datetime.datetime(2020, 1, 1),
+    ("purge_deleted", (), {"before": "2020-01-01"}, "before"),
+    ("purge_deleted", (), {}, "before"),
+    ("purge_deleted", (), {"before": datetime.datetime(2020, 1, 1),
+                           "everything": True}, "before"),
+    ("purge_deleted", (), {"everything": "yes"}, "everything"),
+    ("purge_deleted", (), {"before": datetime.datetime(2020, 1, 1),
                            "batch_size": 0}, "batch_size"),
-    ("purge_deleted", (), {"older_than": datetime.datetime(2020, 1, 1),
+    ("purge_deleted", (), {"before": datetime.datetime(2020, 1, 1),
                            "batch_size": 10001}, "batch_size"),
     # Python's OverflowError before: no UTC time is a day before year 1.
-    ("purge_deleted", (), {"older_than": datetime.datetime.min.replace(
+    ("purge_deleted", (), {"before": datetime.datetime.min.replace(
         tzinfo=datetime.timezone(datetime.timedelta(hours=1)))},
-     "older_than"),
-    ("purge_deleted", (), {"older_than": datetime.datetime.max.replace(
+     "before"),
+    ("purge_deleted", (), {"before": datetime.datetime.max.replace(
         tzinfo=datetime.timezone(datetime.timedelta(hours=-1)))},
-     "older_than"),
+     "before"),
     # Python's AttributeError before: not a request context.
     ("stash_from_context", (None, INSTANCE), {}, "context"),
     ("stash_from_context", ({"project_id": "p", "user_id": "u",
                              "roles": []}, INSTANCE), {}, "context"),
+    ("purge_deleted", (), {"everything": True, "max_rows": 0}, "max_rows"),
+    ("archive_deleted", (), {"before": 20200101}, "before"),
+    ("archive_deleted", (), {"max_rows": -1}, "max_rows"),
+    ("archive_deleted", (), {"max_rows": True}, "max_rows"),
+    ("archive_deleted", (), {"batch_size": 10001}, "batch_size"),
+    ("archive_deleted", (), {"until_complete": 1}, "until_complete"),
+    ("archive_deleted", (), {"dry_run": "no"}, "dry_run"),
+    ("archive_deleted", (), {"progress": 5}, "progress"),
 ]
 
 
@@ -141,7 +153,8 @@ def test_a_refused_uuid_is_not_repeated_whole(repository):
 WRONG_TYPES_NAMED = [
     ("get_stashes", (42,), {}, "int"),
     ("list_stashes", (), {"limit": 2.5}, "float"),
-    ("purge_deleted", (), {"older_than": "2020-01-01"}, "str"),
+    ("purge_deleted", (), {"before": "2020-01-01"}, "str"),
+    ("archive_deleted", (), {"max_rows": 2.5}, "float"),
     ("stash_from_context", (None, INSTANCE), {}, "NoneType"),
     ("store_reply", (INSTANCE, "t", b"{}", None), {}, "bytes"),
     ("store_reply", (INSTANCE, "t", "{}", "max-age=60"), {}, "str"),

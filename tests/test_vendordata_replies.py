@@ -81,9 +81,9 @@ def test_replies_go_with_the_stash_and_are_purged_when_of_no_use(repository):
     repository.store_reply(INSTANCE, "revalidated", "{}",
                            http_cache.Freshness(None, None, '"e"', None),
                            now=NOW)
-    repository.purge_deleted(older_than=later(61))
+    repository.purge_deleted(before=later(61))
     assert list(repository.get_replies(INSTANCE)) == ["revalidated"]
-    repository.purge_deleted(older_than=later(2 * 86400))
+    repository.purge_deleted(before=later(2 * 86400))
     assert repository.get_replies(INSTANCE) == {}
 
 

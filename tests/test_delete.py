@@ -1,17 +1,12 @@
-"""Instance delete: soft-deleted stashes, and their purge."""
-
-import datetime
+"""Instance delete: soft-deleted stashes (their purge: test_purge.py)."""
 
 import pytest
 import sqlalchemy as sa
 
 from role_stash import api
 from role_stash import exception
-from role_stash import http_cache
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
-FUTURE = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
-    hours=1)
 
 
 def stash(repository, instance=INSTANCE, roles=("member",)):
@@ -56,51 +51,6 @@ def test_instance_can_be_stashed_again_after_delete(repository):
     assert row_counts(repository) == (3, 3)
 
 
-def test_purge_removes_deleted_stashes_and_their_roles(repository):
-    stash(repository, roles=["member", "reader"])
-    stash(repository, "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c")
-    repository.delete_stash(INSTANCE)
-    assert repository.purge_deleted(older_than=FUTURE) == 1
-    assert row_counts(repository) == (1, 1)
-    assert repository.get_stash("0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c")
-
-
-def test_purge_keeps_stashes_deleted_after_the_cutoff(repository):
-    stash(repository)
-    repository.delete_stash(INSTANCE)
-    past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
-        hours=1)
-    assert repository.purge_deleted(older_than=past) == 0
-    assert row_counts(repository) == (1, 1)
-
-
-def test_purge_works_in_batches(repository, count_statements):
-    for index in range(7):
-        instance = f"00000000-0000-4000-8000-{index:012d}"
-        stash(repository, instance)
-        repository.delete_stash(instance)
-    with count_statements() as statements:
-        assert repository.purge_deleted(older_than=FUTURE, batch_size=3) == 7
-    selects = [s for s in statements
-               if s.lstrip().upper().startswith("SELECT")
-               and "FROM role_stashes" in s]
-    assert len(selects) == 3
-    assert row_counts(repository) == (0, 0)
-
-
-def test_purge_of_an_exact_multiple_of_the_batch(repository):
-    for index in range(4):
-        instance = f"00000000-0000-4000-8000-{index:012d}"
-        stash(repository, instance)
-        repository.delete_stash(instance)
-    assert repository.purge_deleted(older_than=FUTURE, batch_size=2) == 4
-    assert row_counts(repository) == (0, 0)
-
-
-def test_purge_of_nothing_is_zero(repository):
-    assert repository.purge_deleted(older_than=FUTURE) == 0
-
-
 def test_a_missing_stash_is_fine_for_an_instance_delete(repository):
     """An instance created before role_stash was deployed has no stash:
     Nova's delete path passes missing_ok."""
@@ -134,28 +84,6 @@ def test_a_delete_retried_after_its_commit_answer_was_lost_succeeds(
     with pytest.raises(exception.StashNotFound):
         repository.get_stash(INSTANCE)
     assert row_counts(repository) == (1, 1)
-
-
-def test_purge_keeps_what_was_deleted_at_the_cutoff_itself(repository):
-    """older_than is strict: a stash deleted, or a reply of no more use,
-    exactly then stays; a microsecond later both go."""
-    moment = datetime.datetime(2026, 11, 27, 12, 0, 0)
-    api.timeutils.set_time_override(moment)
-    try:
-        stash(repository)
-        repository.delete_stash(INSTANCE)
-    finally:
-        api.timeutils.clear_time_override()
-    other = "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c"
-    repository.store_reply(other, "t", "{}", http_cache.Freshness(
-        moment, None, None, None), now=moment - datetime.timedelta(hours=1))
-    assert repository.purge_deleted(older_than=moment) == 0
-    assert row_counts(repository) == (1, 1)
-    assert list(repository.get_replies(other)) == ["t"]
-    later = moment + datetime.timedelta(microseconds=1)
-    assert repository.purge_deleted(older_than=later) == 1
-    assert row_counts(repository) == (0, 0)
-    assert repository.get_replies(other) == {}
 
 
 def test_a_delete_of_no_stash_asks_the_database_once(repository,
