@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from role_stash import migration
+from role_stash import models
 
 from benchmarks import raw
 
@@ -155,8 +156,8 @@ class Database:
 
     def _empty(self):
         cursor = self.writer.cursor()
-        cursor.execute("DELETE FROM role_stash_roles")
-        cursor.execute("DELETE FROM role_stashes")
+        for table in reversed(models.Base.metadata.sorted_tables):
+            cursor.execute(f"DELETE FROM {table.name}")
         self.writer.commit()
 
     def populate(self, size):
