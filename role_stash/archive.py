@@ -173,10 +173,10 @@ def _take_batch(connection, statements, part, limit, after, archives):
     """Take one batch of part's records, at most limit, with id above
     after (when not None), in connection's transaction: copy them to the
     shadow tables if archives, then delete them. Return ({table name:
-    rows}, the last id taken)."""
+    rows}, the last id taken, where the part walks)."""
     statements.begin_batch(connection)
     pick = sa.select(part.records.c.id).where(*part.eligible)
-    if after is not None:
+    if part.walks and after is not None:
         pick = pick.where(part.records.c.id > after)
     pick = statements.lock_batch(pick.order_by(*part.order).limit(limit),
                                  part.records)
@@ -205,7 +205,7 @@ def _take_batch(connection, statements, part, limit, after, archives):
                 f"{SHADOWS[table].name} but deleted {removed}; the batch "
                 "was rolled back")
         taken[table.name] = removed
-    return taken, max(ids)
+    return taken, max(ids) if part.walks else None
 
 
 def _count(connection, part, limit):

@@ -152,11 +152,11 @@ class VendordataReply(_VendordataReplyColumns, Base):
 
 class ShadowStash(_StashColumns, Base):
     """An archived stash, under its id in role_stashes, which its archived
-    roles name; purged by deleted_at."""
+    roles name; purged oldest first, by (deleted_at, id)."""
 
     __tablename__ = "role_stashes_shadow"
     __table_args__ = (
-        sa.Index(None, "deleted_at"),
+        sa.Index(None, "deleted_at", "id"),
         MYSQL_TABLE_ARGS,
     )
 
@@ -177,10 +177,10 @@ class ShadowStashRole(_StashRoleColumns, Base):
 class ShadowVendordataReply(_VendordataReplyColumns, Base):
     """An archived vendordata reply, under an id of this table's own (a
     reply's id in role_stash_vendordata names nothing else, and SQLite
-    gives a deleted row's id again); purged by keep_until."""
+    gives a deleted row's id again); purged by (keep_until, id)."""
 
     __tablename__ = "role_stash_vendordata_shadow"
     __table_args__ = (
-        sa.Index(None, "keep_until"),
+        sa.Index(None, "keep_until", "id"),
         MYSQL_TABLE_ARGS,
     )

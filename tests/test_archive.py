@@ -191,6 +191,19 @@ def test_each_batch_is_one_transaction_of_at_most_batch_size_stashes(
     assert moved == [3, 3, 1]
 
 
+def test_one_run_takes_stashes_deleted_in_any_order_in_full_batches(
+        repository, table_rows):
+    for index in range(7):
+        stash(repository, index)
+    for index in reversed(range(6)):
+        repository.delete_stash(uuid_of(index))
+    summary = repository.archive_deleted(batch_size=2)
+    assert summary.rows["role_stashes"] == 6 and summary.complete
+    # 3 full batches, one that finds no more stashes, one of replies.
+    assert summary.batches == 5
+    assert len(table_rows("role_stashes_shadow")) == 6
+
+
 def test_max_rows_bounds_a_run_and_until_complete_goes_on(repository,
                                                            table_rows):
     for index in range(6):

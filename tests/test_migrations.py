@@ -239,8 +239,8 @@ def test_constraints_and_indexes_carry_the_same_names_everywhere(connect):
         "role_stashes_project_id_deleted_id_idx",
         "role_stashes_deleted_at_idx",
         "role_stash_roles_name_stash_id_idx",
-        "role_stashes_shadow_deleted_at_idx",
-        "role_stash_vendordata_shadow_keep_until_idx",
+        "role_stashes_shadow_deleted_at_id_idx",
+        "role_stash_vendordata_shadow_keep_until_id_idx",
     }
 
 

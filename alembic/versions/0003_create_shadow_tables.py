@@ -2,7 +2,7 @@
 
 role_stashes_shadow, role_stash_roles_shadow and role_stash_vendordata_shadow
 take the columns of their live tables, without unique constraints or
-foreign keys, and with the index that purge finds old rows by.
+foreign keys, and with the indexes that purge finds old rows by.
 
 Revision ID: 0003_create_shadow_tables
 Revises: 0002_create_vendordata_replies
@@ -56,8 +56,10 @@ def upgrade():
                   server_default=sa.text("0")),
         sa.PrimaryKeyConstraint("id", name="role_stashes_shadow_pkey"),
         **mysql_args)
-    op.create_index("role_stashes_shadow_deleted_at_idx",
-                    "role_stashes_shadow", ["deleted_at"])
+    # Purge takes the oldest first, in this order, a batch at a time: the
+    # index gives them in it, however many share a deleted_at.
+    op.create_index("role_stashes_shadow_deleted_at_id_idx",
+                    "role_stashes_shadow", ["deleted_at", "id"])
     op.create_table(
         "role_stash_roles_shadow",
         sa.Column("stash_id", BIG_ID, nullable=False, autoincrement=False),
@@ -82,8 +84,8 @@ def upgrade():
         sa.PrimaryKeyConstraint("id",
                                 name="role_stash_vendordata_shadow_pkey"),
         **mysql_args)
-    op.create_index("role_stash_vendordata_shadow_keep_until_idx",
-                    "role_stash_vendordata_shadow", ["keep_until"])
+    op.create_index("role_stash_vendordata_shadow_keep_until_id_idx",
+                    "role_stash_vendordata_shadow", ["keep_until", "id"])
 
 
 def downgrade():

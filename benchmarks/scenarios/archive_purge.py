@@ -20,6 +20,7 @@ archived and then purged, every live and written stash still there whole.
 """
 
 import dataclasses
+import datetime
 import functools
 import json
 import random
@@ -50,6 +51,21 @@ ANALYZE_SQL = {
     "mysql": "ANALYZE TABLE role_stashes, role_stash_roles, "
              "role_stash_vendordata",
     "sqlite": "ANALYZE",
+}
+# The deleted_at of stash number n: base plus n milliseconds, as deletions
+# come one after another (one shared deleted_at would give an index on it
+# nothing to order by).
+SPREAD = {
+    "postgresql": lambda base, n: sa.literal(base, models.Timestamp)
+    + sa.func.make_interval(0, 0, 0, 0, 0, 0, n / 1000.0,
+                            type_=sa.Interval),
+    "mysql": lambda base, n: sa.func.timestampadd(
+        sa.text("MICROSECOND"), n * 1000, sa.literal(base, models.Timestamp),
+        type_=models.Timestamp),
+    "sqlite": lambda base, n: sa.func.strftime(
+        "%Y-%m-%d %H:%M:%f", base.isoformat(" "),
+        sa.literal("+", sa.String) + sa.cast(n / 1000.0, sa.String)
+        + sa.literal(" seconds", sa.String), type_=sa.String),
 }
 DELETED_PREFIX = "00000000-0000-4000-8000-"
 LIVE_PREFIX = "11111111-1111-4111-8111-"
@@ -82,6 +98,9 @@ def _insert_stashes(connection, prefix, low, high, deleted_at):
         sa.func.max(stashes.c.id), 0)))
     numbers = _numbers(low, high)
     created_at = deleted_at or api.timeutils.utcnow()
+    deleted_when = (sa.literal(None, models.Timestamp) if deleted_at is None
+                    else SPREAD[connection.dialect.name](deleted_at,
+                                                         numbers.c.n))
     connection.execute(sa.insert(stashes).from_select(
         ["instance_uuid", "project_id", "user_id", "created_at",
          "deleted_at", "deleted"],
@@ -89,7 +108,7 @@ def _insert_stashes(connection, prefix, low, high, deleted_at):
                   sa.literal("project-", sa.String)
                   + sa.cast(numbers.c.n % 1000, sa.String(8)),
                   sa.literal("user"), sa.literal(created_at, models.Timestamp),
-                  sa.literal(deleted_at, models.Timestamp),
+                  deleted_when,
                   numbers.c.n + 1 if deleted_at else sa.literal(0))))
     roles = sa.union_all(*(
         sa.select(sa.literal(position).label("position"),
@@ -113,7 +132,8 @@ def _insert_stashes(connection, prefix, low, high, deleted_at):
 def fill(engine, stashes, live):
     """Fill an empty migrated database: stashes soft-deleted ones, a reply
     for each tenth, then live ones; return the live instance UUIDs."""
-    deleted_at = api.timeutils.utcnow().replace(microsecond=0)
+    deleted_at = (api.timeutils.utcnow() - datetime.timedelta(days=30)
+                  ).replace(microsecond=0)
     for prefix, count, when in ((DELETED_PREFIX, stashes, deleted_at),
                                 (LIVE_PREFIX, live, None)):
         for low in range(0, count, CHUNK):
