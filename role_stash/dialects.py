@@ -401,6 +401,17 @@ class PostgreSQL(Statements):
         return connection.execute(
             self._insert_new_stash, {**row, "names": list(roles)}).scalar()
 
+    # A batch's statements are planned for their values. psycopg 3
+    # prepares a statement on the server once it has run it a few times,
+    # and PostgreSQL then tries a generic plan: for the replies of no live
+    # stash, with "deleted = $1" unknown, that plan scans role_stashes
+    # whole for every reply, a batch taking seconds where its values'
+    # plan takes milliseconds.
+    _plan_for_values = sa.text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+    def begin_batch(self, connection):
+        connection.execute(self._plan_for_values)
+
     def lock_batch(self, select, table):
         # Only the rows returned are locked: a rival archive or purge skips
         # them and takes others, instead of copying rows this batch is
