@@ -92,10 +92,19 @@ class _Part:
     records: sa.Table
     eligible: tuple  # WHERE clauses
     order: tuple  # ORDER BY of a batch: an index's, so it reads no further
-    # Whether the batches go on from the last id taken: where rows that
-    # are not taken lie among those that are, each batch would read them
-    # again from the start.
+    # Whether the batches go on after the last id taken, where rows that
+    # are not taken lie among those that are. Other parts' batches go on
+    # from the first order column's last value taken: the index entries
+    # of the rows deleted before are not yet cleared away (PostgreSQL's
+    # vacuum, InnoDB's purge), and a batch starting from the first would
+    # step over all of them again.
     walks: bool = False
+
+    def resume_from(self, after):
+        """The WHERE clause of a batch after one that ended at after."""
+        if self.walks:
+            return self.records.c.id > after
+        return self.order[0] >= after
 
     @property
     def roles(self):
@@ -170,19 +179,21 @@ def _table_names(parts):
 
 
 def _take_batch(connection, statements, part, limit, after, archives):
-    """Take one batch of part's records, at most limit, with id above
-    after (when not None), in connection's transaction: copy them to the
-    shadow tables if archives, then delete them. Return ({table name:
-    rows}, the last id taken, where the part walks)."""
+    """Take one batch of part's records, at most limit, after where the
+    batch before ended (after: None for the first), in connection's
+    transaction: copy them to the shadow tables if archives, then delete
+    them. Return ({table name: rows}, where this batch ended)."""
     statements.begin_batch(connection)
-    pick = sa.select(part.records.c.id).where(*part.eligible)
-    if part.walks and after is not None:
-        pick = pick.where(part.records.c.id > after)
+    resume = part.records.c.id if part.walks else part.order[0]
+    pick = sa.select(part.records.c.id, resume).where(*part.eligible)
+    if after is not None:
+        pick = pick.where(part.resume_from(after))
     pick = statements.lock_batch(pick.order_by(*part.order).limit(limit),
                                  part.records)
-    ids = connection.execute(pick).scalars().all()
-    if not ids:
+    picked = connection.execute(pick).all()
+    if not picked:
         return {}, after
+    ids = [row[0] for row in picked]
     taken = {}
     for table, where in part.tables():
         parameters = {"ids": ids}
@@ -205,7 +216,9 @@ def _take_batch(connection, statements, part, limit, after, archives):
                 f"{SHADOWS[table].name} but deleted {removed}; the batch "
                 "was rolled back")
         taken[table.name] = removed
-    return taken, max(ids) if part.walks else None
+    ends = [row[1] for row in picked]
+    # A NULL deleted_at orders nowhere: the next batch starts afresh.
+    return taken, None if None in ends else max(ends)
 
 
 def _count(connection, part, limit):
