@@ -401,16 +401,20 @@ class PostgreSQL(Statements):
         return connection.execute(
             self._insert_new_stash, {**row, "names": list(roles)}).scalar()
 
-    # A batch's statements are planned for their values. psycopg 3
-    # prepares a statement on the server once it has run it a few times,
-    # and PostgreSQL then tries a generic plan: for the replies of no live
-    # stash, with "deleted = $1" unknown, that plan scans role_stashes
-    # whole for every reply, a batch taking seconds where its values'
-    # plan takes milliseconds.
-    _plan_for_values = sa.text("SET LOCAL plan_cache_mode = force_custom_plan")
+    # A batch reads and writes a few rows by key, and is planned so, on
+    # the indexes. For its values: psycopg 3 prepares a statement on the
+    # server once it has run it a few times, and PostgreSQL then tries a
+    # generic plan, which for the replies of no live stash ("deleted = $1"
+    # unknown) scans role_stashes whole for every reply. Without
+    # sequential scans: before autovacuum has analyzed the shadow tables
+    # (an archive fills them faster than it comes by), the planner takes
+    # them for empty and scans a whole table for each batch's roles.
+    _plan_on_the_indexes = sa.select(
+        sa.func.set_config("plan_cache_mode", "force_custom_plan", True),
+        sa.func.set_config("enable_seqscan", "off", True))
 
     def begin_batch(self, connection):
-        connection.execute(self._plan_for_values)
+        connection.execute(self._plan_on_the_indexes)
 
     def lock_batch(self, select, table):
         # Only the rows returned are locked: a rival archive or purge skips
