@@ -5,7 +5,8 @@ Usage: python -m benchmarks [--quick] [--calls N] [--json PATH]
            [--postgresql-url URL] [--mariadb-url URL] [--sqlite-url URL]
            [--use-existing-database] [--profile BACKEND]
            [--storm 8x4,16x1] [--storm-seconds S] [--read-cost]
-(python benchmarks/run.py takes the same arguments.)
+(python benchmarks/run.py takes the same arguments.) Archive and purge at
+scale have a command of their own: python -m benchmarks.archive.
 
 Per backend, in a database it creates and drops (--use-existing-database:
 in the empty database of each given URL, migrated and emptied again), it
