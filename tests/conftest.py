@@ -11,6 +11,7 @@ says so in capitals.
 
 import collections
 import contextlib
+import fcntl
 import logging
 import os
 import pathlib
@@ -18,7 +19,9 @@ import random
 import re
 import sqlite3
 import string
+import struct
 import tempfile
+import termios
 import threading
 import time
 
@@ -774,3 +777,41 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"BACKEND {name.upper()} MISSING: its tests did not run ({reason})",
             red=True, bold=True)
+
+
+class Terminal:
+    """A pseudo-terminal of 24 rows of 80 columns, as a terminal has (a new
+    one has none, and a progress bar sized to it draws nothing)."""
+
+    def __init__(self):
+        self._leader, self.fd = os.openpty()
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", 24, 80, 0, 0))
+
+    def read(self):
+        """Close the terminal's end and return all that was written to it."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(self._leader, 65536)
+            except OSError:  # EIO: the other end is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        return drawn.decode(errors="replace")
+
+    def close(self):
+        self.read()
+        os.close(self._leader)
+
+
+@pytest.fixture
+def terminal():
+    """A Terminal, closed after the test."""
+    opened = Terminal()
+    yield opened
+    opened.close()

@@ -63,9 +63,11 @@ def test_debug_and_log_file_come_from_the_config_file_too(migrated_url,
     config.write_text(f"[DEFAULT]\nlog_dir = {log_dir}\n"
                       "log_file = manage.log\n"
                       f"[database]\nconnection = {migrated_url}\n")
-    assert cli.main(["--config-file", str(config), "purge"]) == cli.OK
-    assert "Purged 0 role stashes" in (log_dir / "manage.log").read_text()
-    assert "Purged" not in capsys.readouterr().err
+    assert cli.main(["--config-file", str(config), "purge", "--all"]) == (
+        cli.OK)
+    logged = "purge: role_stashes_shadow 0"
+    assert logged in (log_dir / "manage.log").read_text()
+    assert logged not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arguments, option", [

@@ -5,7 +5,6 @@ import threading
 
 from nova import context as nova_context
 from nova.db.main import api as nova_db
-from nova import objects
 from oslo_db import api as oslo_db_api
 import pytest
 import sqlalchemy as sa

@@ -6,14 +6,9 @@ skipped, a second run a no-op; through the repository and through
 role-stash-manage import-nova, with Nova's tables in role_stash's database
 and in another."""
 
-import fcntl
 import json
-import os
-import pty
-import struct
 import subprocess
 import sys
-import termios
 
 from nova import objects
 import pytest
@@ -247,31 +242,15 @@ def test_import_nova_command_into_another_database(
 
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 def test_a_progress_bar_is_drawn_on_a_terminal_only(nova_shared_url, mixed,
-                                                    tmp_path):
+                                                    tmp_path, terminal):
     """role-stash-manage's own process, its standard error a terminal (a
     pseudo-terminal), then a pipe."""
     command = [sys.executable, "-m", "role_stash.cli", "--database-url",
                nova_shared_url, "import-nova", "--dry-run"]
-    leader, follower = pty.openpty()
-    # 24 rows of 80 columns, as a terminal has (a new one has none).
-    fcntl.ioctl(follower, termios.TIOCSWINSZ,
-                struct.pack("HHHH", 24, 80, 0, 0))
-    try:
-        on_terminal = subprocess.run(command, stderr=follower,
-                                     stdout=subprocess.PIPE, cwd=tmp_path,
-                                     timeout=120)
-        os.close(follower)
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal's other end is closed
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(leader)
+    on_terminal = subprocess.run(command, stderr=terminal.fd,
+                                 stdout=subprocess.PIPE, cwd=tmp_path,
+                                 timeout=120)
+    drawn = terminal.read().encode()
     assert on_terminal.returncode == cli.OK
     assert b"instance/s" in drawn and b"14/14" in drawn
     piped = subprocess.run(command, capture_output=True, cwd=tmp_path,

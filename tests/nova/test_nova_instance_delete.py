@@ -5,7 +5,6 @@ runs on a database that also holds role_stash's tables."""
 from nova.db.main import api as nova_db
 from nova import context as nova_context
 import pytest
-import sqlalchemy as sa
 
 from role_stash import exception
 
