@@ -121,15 +121,18 @@ def _nova_database(args, repository):
     return nova
 
 
+@contextlib.contextmanager
 def _progress_bar(args, total_of, unit):
-    """Return (progress callback, close) drawing a bar on a terminal's
-    standard error, and doing nothing when it is not one."""
+    """Yield a progress callback, progress(units done since the last
+    call), drawing a bar on a terminal's standard error; None when it is
+    not one, or the answer is JSON."""
     if args.json or not sys.stderr.isatty():
-        return None, lambda: None
+        yield None
+        return
     import tqdm
-    bar = tqdm.tqdm(total=total_of(), unit=unit, file=sys.stderr,
-                    dynamic_ncols=True)
-    return bar.update, bar.close
+    with tqdm.tqdm(total=total_of(), unit=unit, file=sys.stderr,
+                   dynamic_ncols=True) as bar:
+        yield bar.update
 
 
 def _print(args, payload, text):
@@ -273,21 +276,19 @@ def _in_batches(args, name, operation, **arguments):
     count); print its summary; return the exit code."""
     options = {"max_rows": args.max_rows, "batch_size": args.batch_size,
                "until_complete": args.until_complete, **arguments}
-    advance, close = (None, lambda: None) if args.dry_run else _progress_bar(
-        args, lambda: operation(dry_run=True, **options).total, "row")
-    progress = None
-    if advance is not None:
-        drawn = 0
+    bar = (contextlib.nullcontext() if args.dry_run else _progress_bar(
+        args, lambda: operation(dry_run=True, **options).total, "row"))
+    with bar as advance:
+        progress = None
+        if advance is not None:
+            drawn = 0
 
-        def progress(summary):
-            nonlocal drawn
-            advance(summary.total - drawn)
-            drawn = summary.total
-    try:
+            def progress(summary):
+                nonlocal drawn
+                advance(summary.total - drawn)
+                drawn = summary.total
         summary = operation(dry_run=args.dry_run, progress=progress,
                             **options)
-    finally:
-        close()
     _print(args, summary.as_dict(), _batches_text(name, summary))
     return OK if summary.complete else ROWS_LEFT
 
@@ -315,14 +316,11 @@ def import_nova(args, context_manager):
     repository = api.StashRepository(context_manager)
     nova = _nova_database(args, repository)
     nova.require_nova_tables("Nova's database")
-    progress, close = _progress_bar(args, nova.count_instances, "instance")
-    try:
+    with _progress_bar(args, nova.count_instances, "instance") as progress:
         summary = nova_import.import_from_nova(
             nova, repository, batch_size=args.batch_size,
             dry_run=args.dry_run, listed_refusals=args.max_listed,
             progress=progress)
-    finally:
-        close()
     LOG.info("Import from Nova%s: %d taken, %d already stashed, %d "
              "refused, %d deleted instances skipped",
              " (dry run)" if summary.dry_run else "", summary.taken,
@@ -355,15 +353,11 @@ def delete_orphans(args, context_manager):
     nova.require_nova_tables("Nova's database")
     grace_period = (args.grace_period if args.grace_period is not None
                     else args.conf.role_stash.orphan_grace_period)
-    progress, close = _progress_bar(
-        args, lambda: None, "stash")
-    try:
+    with _progress_bar(args, lambda: None, "stash") as progress:
         summary = orphans.delete_orphans(
             nova, repository, grace_period=grace_period,
             dry_run=args.dry_run, batch_size=args.batch_size,
             listed_orphans=args.max_listed, progress=progress)
-    finally:
-        close()
     LOG.info("Orphaned stashes%s: %d of deleted instances, %d of instances "
              "gone, %d soft-deleted, %d kept on re-check",
              " (dry run)" if summary.dry_run else "", summary.found_deleted,
