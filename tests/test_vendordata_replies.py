@@ -3,11 +3,15 @@ statement, replaced, forgotten, gone with the stash, purged when of no
 more use."""
 
 import datetime
+import threading
+import time
 
 import pytest
+import sqlalchemy as sa
 
 from role_stash import exception
 from role_stash import http_cache
+from role_stash import models
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 NOW = datetime.datetime(2026, 11, 27, 12, 0, 0)
@@ -153,3 +157,65 @@ def test_a_reply_of_exactly_a_mib_and_its_validators_are_kept(repository):
     reply = repository.get_replies(INSTANCE)["a"]
     assert (len(reply.body.encode()), reply.etag, reply.last_modified) == (
         1024 * 1024, '"v1"', "Fri, 27 Nov 2026 12:00:00 GMT")
+
+
+# How a third connection sees that a statement waits for a row lock.
+_LOCK_WAITS = {
+    "postgresql": "SELECT count(*) FROM pg_stat_activity"
+                  " WHERE wait_event_type = 'Lock'",
+    "mariadb": "SELECT count(*) FROM information_schema.innodb_trx"
+               " WHERE trx_state = 'LOCK WAIT'",
+}
+
+
+def _wait_for_a_lock_wait(engine, backend, writer):
+    """Return once the writer thread's statement waits for a row lock (on
+    SQLite, whose lock wait nothing shows, after a moment)."""
+    query = _LOCK_WAITS.get(backend.removesuffix("-psycopg"))
+    deadline = time.monotonic() + 10
+    while writer.is_alive() and time.monotonic() < deadline:
+        if query is None:
+            time.sleep(0.3)
+            return
+        with engine.connect() as connection:
+            if connection.scalar(sa.text(query)):
+                return
+        # InnoDB refreshes its information_schema tables only when they
+        # have not been read for 0.1 s.
+        time.sleep(0.2)
+    pytest.fail("the writer never waited for the rival's row")
+
+
+def test_a_rival_storing_the_same_reply_at_once_wins_quietly(
+        repository, server, table_rows):
+    """Two workers store the reply of one instance and target at once. The
+    rival's row is inserted, not yet committed, when ours arrives: on
+    PostgreSQL our INSERT then meets the rival's committed key (the race
+    store_reply gives up on: False, the rival's body kept); on MariaDB and
+    SQLite our DELETE waits for the rival and ours replaces it (True).
+    Either way no error, one row, and the answer says whose it is."""
+    stash(repository)
+    engine = repository._context_manager.writer.get_engine()
+    rival = engine.connect()
+    rival_transaction = rival.begin()
+    rival.execute(sa.insert(models.VendordataReply.__table__), {
+        "instance_uuid": INSTANCE, "target": "a", "body": '{"rival": 1}',
+        "stored_at": NOW, "fresh_until": later(60),
+        "keep_until": later(90)})
+    answers = []
+    writer = threading.Thread(target=lambda: answers.append(
+        repository.store_reply(INSTANCE, "a", '{"ours": 1}', FRESH,
+                               now=NOW)))
+    try:
+        writer.start()
+        _wait_for_a_lock_wait(engine, server.param, writer)
+        rival_transaction.commit()
+    finally:
+        rival.close()
+        writer.join(timeout=30)
+    assert answers == [not server.param.startswith("postgresql")]
+    replies = repository.get_replies(INSTANCE)
+    assert list(replies) == ["a"]
+    assert replies["a"].body == ('{"ours": 1}' if answers[0]
+                                 else '{"rival": 1}')
+    assert len(table_rows("role_stash_vendordata")) == 1
