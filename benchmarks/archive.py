@@ -56,30 +56,13 @@ def parse_args(argv):
     parser.add_argument("--idle-seconds", type=float, default=10,
                         metavar="S", help="length of the baseline, reads "
                         "and writes alone (default 10)")
-    parser.add_argument("--backends", default="postgresql,mariadb",
-                        type=lambda value: value.split(","),
-                        help="comma-separated, of: "
-                        + ", ".join(databases.BACKENDS))
-    for name, url in databases.DEFAULT_URLS.items():
-        parser.add_argument(f"--{name}-url", metavar="URL",
-                            help=f"default: {url}")
-    parser.add_argument("--use-existing-database", action="store_true",
-                        help="use the given URLs' empty databases as they "
-                        "are: migrate them, empty them afterwards")
+    databases.add_arguments(parser, ("postgresql", "mariadb"))
     parser.add_argument("--json", metavar="PATH",
                         help="write the records here")
     args = parser.parse_args(argv)
-    unknown = set(args.backends) - set(databases.BACKENDS)
-    if unknown:
-        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    databases.check_arguments(parser, args)
     if args.stashes < 1 or args.live < 1 or args.batch_size < 1:
         parser.error("--stashes, --live and --batch-size must be positive")
-    if args.use_existing_database:
-        implicit = [name for name in args.backends
-                    if getattr(args, f"{name}_url") is None]
-        if implicit:
-            parser.error("--use-existing-database needs the URL of: "
-                         + ", ".join(implicit))
     return args
 
 

@@ -51,16 +51,7 @@ def parse_args(argv):
     parser.add_argument("--plot", metavar="FILE.png",
                         help="draw latency distributions and storm "
                         "throughput here (needs matplotlib)")
-    parser.add_argument("--backends", default=",".join(databases.BACKENDS),
-                        type=lambda value: value.split(","),
-                        help="comma-separated, of: "
-                        + ", ".join(databases.BACKENDS))
-    for name, url in databases.DEFAULT_URLS.items():
-        parser.add_argument(f"--{name}-url", metavar="URL",
-                            help=f"default: {url}")
-    parser.add_argument("--use-existing-database", action="store_true",
-                        help="use the given URLs' empty databases as they "
-                        "are: migrate them, empty them afterwards")
+    databases.add_arguments(parser, databases.BACKENDS)
     parser.add_argument("--profile", metavar="BACKEND",
                         choices=databases.BACKENDS,
                         help="print pyinstrument's profile of API reads")
@@ -75,17 +66,9 @@ def parse_args(argv):
                         help="count each layer's client instructions per "
                         "read under valgrind (a few minutes per driver)")
     args = parser.parse_args(argv)
-    unknown = set(args.backends) - set(databases.BACKENDS)
-    if unknown:
-        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    databases.check_arguments(parser, args)
     if args.calls is not None and args.calls < 2:
         parser.error("--calls must be at least 2")
-    if args.use_existing_database:
-        implicit = [name for name in args.backends
-                    if getattr(args, f"{name}_url") is None]
-        if implicit:
-            parser.error("--use-existing-database needs the URL of: "
-                         + ", ".join(implicit))
     if args.profile and args.profile not in args.backends:
         parser.error(f"--profile {args.profile} is not among --backends")
     try:

@@ -70,6 +70,34 @@ BACKENDS = {backend.name: backend for backend in (
 )}
 
 
+def add_arguments(parser, backends):
+    """Add the options that choose the databases: --backends (default: the
+    names in backends), --NAME-url and --use-existing-database."""
+    parser.add_argument("--backends", default=",".join(backends),
+                        type=lambda value: value.split(","),
+                        help="comma-separated, of: " + ", ".join(BACKENDS))
+    for name, url in DEFAULT_URLS.items():
+        parser.add_argument(f"--{name}-url", metavar="URL",
+                            help=f"default: {url}")
+    parser.add_argument("--use-existing-database", action="store_true",
+                        help="use the given URLs' empty databases as they "
+                        "are: migrate them, empty them afterwards")
+
+
+def check_arguments(parser, args):
+    """Refuse, through parser.error, unknown backends, and an existing
+    database asked for without its URL."""
+    unknown = set(args.backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backends: {', '.join(sorted(unknown))}")
+    if args.use_existing_database:
+        implicit = [name for name in args.backends
+                    if getattr(args, f"{name}_url") is None]
+        if implicit:
+            parser.error("--use-existing-database needs the URL of: "
+                         + ", ".join(implicit))
+
+
 def uuid_for(index):
     """Return the instance UUID of populated stash number index."""
     digest = hashlib.blake2b(index.to_bytes(8, "little"), digest_size=16)
