@@ -394,4 +394,8 @@ def test_connection_trace_comments_the_lone_reads(migrated_url):
         repository.close()
     [select] = [statement for statement in executed
                 if "role_stashes" in statement]
-    assert "-- File: " in select and "get_stash" in select, select
+    assert "-- File: " in select, select
+    # Under mutation testing, the frames oslo.db names are mutmut's
+    # trampolines around the call.
+    if "mutmut" not in select:
+        assert "get_stash" in select, select
