@@ -12,6 +12,7 @@ from oslo_config import cfg
 from oslo_db import api as oslo_db_api
 from oslo_db.sqlalchemy import enginefacade
 from oslo_db.sqlalchemy import engines as oslo_engines
+from oslo_utils import timeutils
 import pytest
 import sqlalchemy as sa
 
@@ -304,6 +305,55 @@ def test_from_config_follows_only_what_the_operator_set(tmp_path):
     assert retries == {"db_max_retries": 3}
     # No start-up connection test retried 10 times 10 s apart.
     assert engine_args["max_retries"] == 0
+
+
+def test_from_config_without_a_connection_names_the_option(tmp_path):
+    conf = cfg.ConfigOpts()
+    path = tmp_path / "role_stash.conf"
+    path.write_text("[cell1]\nmax_pool_size = 3\n")
+    conf(args=[], default_config_files=[str(path)])
+    with pytest.raises(exception.InvalidArgument) as raised:
+        engines.context_manager_from_config(conf, "cell1")
+    assert "[cell1] connection" in str(raised.value)
+    assert "not set in the configuration" in str(raised.value)
+
+
+def test_a_replica_that_cannot_be_reached_leaves_the_reads_to_the_primary(
+        migrated_url, repository, unreachable_url, caplog, monkeypatch):
+    """[database] slave_connection on a server that refuses connections:
+    each lone read is answered by the primary; one warning names the
+    replica and the interval it is set aside for, during which it is not
+    tried; once the interval has passed it is tried again, and warned of
+    again."""
+    now = timeutils.utcnow()
+    monkeypatch.setattr(timeutils, "utcnow", lambda *args, **kwargs: now)
+    caplog.set_level(logging.WARNING, logger="role_stash.engines")
+    replicated = api.StashRepository.from_url(
+        migrated_url, slave_connection=unreachable_url)
+
+    def warnings():
+        return [record.getMessage() for record in caplog.records
+                if record.name == "role_stash.engines"]
+
+    try:
+        stash = replicated.stash_roles(INSTANCE, project_id="p",
+                                       user_id="u", roles=ROLES)
+        assert replicated._lone.replica() is not None
+        assert replicated.get_stash(INSTANCE) == stash
+        [warning] = warnings()
+        assert warning.startswith("The read replica ")
+        assert sa.make_url(unreachable_url).render_as_string() in warning
+        assert warning.endswith(": lone reads go to the primary for 10 s")
+        assert replicated._lone.replica() is None
+        assert replicated.get_stashes([INSTANCE]) == {INSTANCE: stash}
+        assert len(warnings()) == 1
+        now += engines.REPLICA_RETRY_INTERVAL
+        assert replicated._lone.replica() is not None
+        assert replicated.get_stash(INSTANCE) == stash
+        assert len(warnings()) == 2
+        assert replicated._lone.replica() is None
+    finally:
+        replicated.close()
 
 
 def test_threads_making_their_first_calls_at_once_share_one_read_engine(

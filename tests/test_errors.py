@@ -33,6 +33,16 @@ def test_unmigrated_database_is_a_database_error(database_url):
                                 match="schema is not at head")
 
 
+def test_a_statement_the_database_refuses_is_not_retried(database_url,
+                                                         database_events):
+    """No retry makes a missing table appear: a read and a write on an
+    unmigrated database fail at their first try."""
+    assert_read_and_write_raise(database_url, exception.DatabaseError,
+                                match="schema is not at head")
+    assert database_events.retries == 0
+    assert sum(database_events.errors.values()) == 2
+
+
 def test_unreachable_database_is_unavailable(unreachable_url):
     # The retries' window is tested in test_engines.
     assert_read_and_write_raise(unreachable_url,

@@ -153,3 +153,20 @@ def test_a_reply_of_exactly_a_mib_and_its_validators_are_kept(repository):
     reply = repository.get_replies(INSTANCE)["a"]
     assert (len(reply.body.encode()), reply.etag, reply.last_modified) == (
         1024 * 1024, '"v1"', "Fri, 27 Nov 2026 12:00:00 GMT")
+
+
+def test_the_stash_read_with_its_replies_is_the_stash_read_alone(repository):
+    """Every field of the stash that comes with the replies is the one
+    get_stash reads: both domain ids, and the time of a replace."""
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                           roles=["member"], project_domain_id="pd",
+                           user_domain_id="ud")
+    replaced = repository.stash_roles(
+        INSTANCE, project_id="p", user_id="u", roles=["reader", "member"],
+        project_domain_id="pd", user_domain_id="ud", replace=True)
+    assert repository.store_reply(INSTANCE, "a", '{"a": 1}', FRESH, now=NOW)
+    found, replies = repository.get_stash_and_replies(INSTANCE)
+    assert found == repository.get_stash(INSTANCE) == replaced
+    assert (found.project_domain_id, found.user_domain_id) == ("pd", "ud")
+    assert list(replies) == ["a"]
+    assert found.updated_at is not None
