@@ -10,6 +10,8 @@ import threading
 
 from oslo_config import cfg
 from oslo_db import api as oslo_db_api
+from oslo_db import exception as db_exc
+from oslo_db import options as db_options
 from oslo_db.sqlalchemy import enginefacade
 from oslo_db.sqlalchemy import engines as oslo_engines
 from oslo_utils import timeutils
@@ -354,6 +356,54 @@ def test_a_replica_that_cannot_be_reached_leaves_the_reads_to_the_primary(
         assert replicated._lone.replica() is None
     finally:
         replicated.close()
+
+
+def test_a_url_comes_from_the_caller_else_the_environment_else_sqlite(
+        monkeypatch):
+    monkeypatch.delenv(engines.URL_ENVIRONMENT_VARIABLE, raising=False)
+    assert engines.resolve_url() == engines.DEFAULT_URL == (
+        "sqlite:///role_stash.sqlite")
+    monkeypatch.setenv(engines.URL_ENVIRONMENT_VARIABLE,
+                       "postgresql+psycopg2://db/from_environment")
+    assert engines.resolve_url() == (
+        "postgresql+psycopg2://db/from_environment")
+    assert engines.resolve_url("sqlite://") == "sqlite://"
+
+
+def test_every_engine_of_a_repository_refuses_a_role_of_no_stash(
+        migrated_url, repository):
+    """The roles' foreign key holds on each engine, SQLite's included
+    (enginefacade's sqlite_fk: SQLite enforces none unless asked on each
+    connection)."""
+    for engine in (repository._lone.writer(), repository._lone.reader()):
+        with pytest.raises(db_exc.DBReferenceError):
+            with engine.connect() as connection:
+                connection.execute(api.ROLES.insert().values(
+                    stash_id=123456, position=0, name="member"))
+                connection.commit()
+
+
+def test_a_repository_of_its_own_takes_no_replica_from_the_global_config(
+        migrated_url, unreachable_url, caplog):
+    """A repository made from a URL has a replica only if given one: a
+    slave_connection in the process's global [database] section (Nova's)
+    is not its, and no read tries it."""
+    caplog.set_level(logging.WARNING, logger="role_stash.engines")
+    cfg.CONF.register_opts(db_options.database_opts, "database")
+    cfg.CONF.set_override("slave_connection", unreachable_url, "database")
+    try:
+        own = api.StashRepository.from_url(migrated_url)
+        try:
+            with pytest.raises(exception.StashNotFound):
+                own.get_stash(INSTANCE)
+            assert own.get_stashes([INSTANCE]) == {}
+            assert own._lone.replica() is None
+        finally:
+            own.close()
+    finally:
+        cfg.CONF.clear_override("slave_connection", "database")
+    assert [record.getMessage() for record in caplog.records
+            if record.name == "role_stash.engines"] == []
 
 
 def test_threads_making_their_first_calls_at_once_share_one_read_engine(
