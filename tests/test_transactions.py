@@ -242,3 +242,31 @@ def test_every_read_and_the_delete_join_the_callers_transaction(
         assert nova_repository.get_replies(INSTANCE, context=context) == {}
         assert nova_repository.get_stashes(
             [INSTANCE], context=context) == {INSTANCE: stashed}
+
+
+@pytest.mark.parametrize("server", ["postgresql", "postgresql-psycopg"],
+                         indirect=True)
+def test_a_serialization_failure_in_a_callers_transaction_is_a_deadlock(
+        repository, nova):
+    """A caller's REPEATABLE READ transaction that replaces a stash another
+    client replaced after its snapshot: PostgreSQL refuses it (SQLSTATE
+    40001, which oslo.db does not recognize), and the caller gets
+    DatabaseDeadlock, to retry the transaction whole, as for a deadlock;
+    the other client's stash stays."""
+    context_manager, _, nova_repository = nova
+    repository.stash_roles(INSTANCE, project_id="p", user_id="before",
+                           roles=["member"])
+    context = RequestContext()
+    with pytest.raises(exception.DatabaseDeadlock) as raised:
+        with context_manager.writer.using(context) as session:
+            session.execute(sa.text(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            assert nova_repository.get_stash(
+                INSTANCE, context=context).user_id == "before"
+            repository.stash_roles(INSTANCE, project_id="p", user_id="rival",
+                                   roles=["member"], replace=True)
+            nova_repository.stash_roles(INSTANCE, project_id="p",
+                                        user_id="caller", roles=["reader"],
+                                        replace=True, context=context)
+    assert "serialization failure" in str(raised.value)
+    assert repository.get_stash(INSTANCE).user_id == "rival"
