@@ -301,14 +301,33 @@ def _session_repository(migrated_url):
     repository.close()
 
 
+def _empty_tables(engine):
+    with engine.begin() as connection:
+        for table in reversed(models.Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
 @pytest.fixture
 def repository(_session_repository):
     """A StashRepository on a migrated database, emptied after the test."""
     yield _session_repository
-    engine = _session_repository._context_manager.writer.get_engine()
-    with engine.begin() as connection:
-        for table in reversed(models.Base.metadata.sorted_tables):
-            connection.execute(table.delete())
+    _empty_tables(_session_repository._context_manager.writer.get_engine())
+
+
+@pytest.fixture(autouse=True)
+def _shared_database_emptied(request):
+    """After a test that took the shared migrated database without the
+    repository fixture (which empties it), its tables are emptied too: a
+    row it left would count in whichever test comes next, and mutmut runs
+    a mutant's tests in an order of its own."""
+    yield
+    if ("migrated_url" in request.fixturenames
+            and "repository" not in request.fixturenames):
+        engine = sa.create_engine(request.getfixturevalue("migrated_url"))
+        try:
+            _empty_tables(engine)
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
