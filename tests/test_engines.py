@@ -373,16 +373,21 @@ def test_a_url_comes_from_the_caller_else_the_environment_else_sqlite(
 
 
 def test_every_engine_of_a_repository_refuses_a_role_of_no_stash(
-        migrated_url, repository):
+        migrated_url):
     """The roles' foreign key holds on each engine, SQLite's included
     (enginefacade's sqlite_fk: SQLite enforces none unless asked on each
-    connection)."""
-    for engine in (repository._lone.writer(), repository._lone.reader()):
-        with pytest.raises(db_exc.DBReferenceError):
-            with engine.connect() as connection:
-                connection.execute(api.ROLES.insert().values(
-                    stash_id=123456, position=0, name="member"))
-                connection.commit()
+    connection). A repository of the test's own: the shared one is built
+    once per run, by whichever test comes first."""
+    own = api.StashRepository.from_url(migrated_url)
+    try:
+        for engine in (own._lone.writer(), own._lone.reader()):
+            with pytest.raises(db_exc.DBReferenceError):
+                with engine.connect() as connection:
+                    connection.execute(api.ROLES.insert().values(
+                        stash_id=123456, position=0, name="member"))
+                    connection.commit()
+    finally:
+        own.close()
 
 
 def test_a_repository_of_its_own_takes_no_replica_from_the_global_config(
