@@ -93,12 +93,21 @@ def resolve_url(url=None):
 
 
 def _names_no_charset(url, options):
-    """Whether a MySQL URL and its options leave the connection's charset
-    to the driver's caller (oslo.db then asks for 3-byte utf8)."""
+    """Whether a MySQL or MariaDB URL and its options leave the
+    connection's charset to the driver's caller (oslo.db then asks for
+    3-byte utf8 on a mysql:// URL; on a mariadb:// one the driver's
+    default holds)."""
     parsed = make_url(url)
     return (parsed.get_backend_name() in ("mysql", "mariadb")
             and "charset" not in parsed.query
             and "charset=" not in (options.get("connection_parameters") or ""))
+
+
+def _oslo_db_asks_for_utf8(url, options):
+    """Whether oslo.db connects through url and options in 3-byte utf8:
+    its MySQL connection arguments are for mysql:// URLs alone."""
+    return (make_url(url).get_backend_name() == "mysql"
+            and _names_no_charset(url, options))
 
 
 def _with_utf8mb4(url, options):
@@ -112,9 +121,9 @@ def _with_utf8mb4(url, options):
     return options
 
 
-# The context managers made here for a MySQL URL that named no charset,
-# whose utf8mb4 role_stash chose: Nova's engines on the same URL get
-# oslo.db's 3-byte utf8.
+# The context managers made here for a mysql:// URL that named no
+# charset, whose utf8mb4 role_stash chose: Nova's engines on the same URL
+# get oslo.db's 3-byte utf8.
 _utf8mb4_chosen = weakref.WeakSet()
 
 
@@ -167,7 +176,7 @@ def context_manager_from_url(url=None, **options):
     # threaded process it gives the CPU away on each call. slave_connection
     # is named even when None: enginefacade would take anything unnamed
     # from the global cfg.CONF's [database] section.
-    chosen = _names_no_charset(url, options)
+    chosen = _oslo_db_asks_for_utf8(url, options)
     options = {"sqlite_fk": True, "thread_checkin": False,
                "slave_connection": None, "max_retries": 0,
                **_with_utf8mb4(url, options)}

@@ -6,7 +6,9 @@ drivers); the test ids name the driver too.
 
 A backend that cannot be had fails the run when ROLE_STASH_REQUIRE_ALL_BACKENDS
 or CI is set (as .ci/run does); elsewhere its tests skip, and the summary
-says so in capitals.
+says so in capitals. ROLE_STASH_TEST_BACKENDS (names, comma separated)
+runs the database tests on those backends only: the others' are not
+collected at all (mutation testing runs one set of backends, then another).
 """
 
 import collections
@@ -36,11 +38,29 @@ from sqlalchemy.engine import make_url
 import testing.postgresql
 
 from role_stash import api
+from role_stash import dialects
 from role_stash import exception
 from role_stash import migration
 from role_stash import models
 
-BACKENDS = ("sqlite", "postgresql", "postgresql-psycopg", "mariadb")
+ALL_BACKENDS = ("sqlite", "postgresql", "postgresql-psycopg", "mariadb")
+
+
+def _chosen_backends(names):
+    """The backends of ROLE_STASH_TEST_BACKENDS, in ALL_BACKENDS' order;
+    all of them when it is empty. An unknown name fails the run: a typo
+    must not leave a backend untested unnoticed."""
+    chosen = {name.strip() for name in names.split(",") if name.strip()}
+    unknown = chosen.difference(ALL_BACKENDS)
+    if unknown:
+        raise pytest.UsageError(
+            f"ROLE_STASH_TEST_BACKENDS names no backend {sorted(unknown)}; "
+            f"the backends are {', '.join(ALL_BACKENDS)}")
+    return tuple(name for name in ALL_BACKENDS
+                 if name in chosen) or ALL_BACKENDS
+
+
+BACKENDS = _chosen_backends(os.environ.get("ROLE_STASH_TEST_BACKENDS", ""))
 MARIADB_ADMIN_URL = os.environ.get(
     "ROLE_STASH_TEST_MARIADB_URL",
     "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4")
@@ -221,6 +241,17 @@ def _skip_or_fail(name):
     pytest.skip(message)
 
 
+@pytest.fixture(autouse=True)
+def _statements_built_in_each_test():
+    """Under mutmut (MUTANT_UNDER_TEST set: "stats", or a mutant's name),
+    each test builds the dialects' Statements anew. Built once per
+    process, they would be built by the first test alone: mutmut would
+    credit only that test with the statement builders, and a child
+    forked after they were built would never run a mutated builder."""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        dialects._built.clear()
+
+
 @pytest.fixture
 def database_url(server):
     """The URL of a new, empty database, dropped after the test."""
@@ -270,14 +301,33 @@ def _session_repository(migrated_url):
     repository.close()
 
 
+def _empty_tables(engine):
+    with engine.begin() as connection:
+        for table in reversed(models.Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
 @pytest.fixture
 def repository(_session_repository):
     """A StashRepository on a migrated database, emptied after the test."""
     yield _session_repository
-    engine = _session_repository._context_manager.writer.get_engine()
-    with engine.begin() as connection:
-        for table in reversed(models.Base.metadata.sorted_tables):
-            connection.execute(table.delete())
+    _empty_tables(_session_repository._context_manager.writer.get_engine())
+
+
+@pytest.fixture(autouse=True)
+def _shared_database_emptied(request):
+    """After a test that took the shared migrated database without the
+    repository fixture (which empties it), its tables are emptied too: a
+    row it left would count in whichever test comes next, and mutmut runs
+    a mutant's tests in an order of its own."""
+    yield
+    if ("migrated_url" in request.fixturenames
+            and "repository" not in request.fixturenames):
+        engine = sa.create_engine(request.getfixturevalue("migrated_url"))
+        try:
+            _empty_tables(engine)
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
@@ -741,11 +791,21 @@ def transactions():
 _backend_of = {}
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    # A test's own choice of backend (parametrize("server", [...],
+    # indirect=True)) is of the chosen ones too.
+    kept, deselected = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "server" in callspec.params:
+            if callspec.params["server"] not in BACKENDS:
+                deselected.append(item)
+                continue
             _backend_of[item.nodeid] = callspec.params["server"]
+        kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
 
 
 def pytest_runtest_logreport(report):

@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from role_stash import api
+from role_stash import engines
 from role_stash import exception
 from role_stash import migration
 
@@ -30,6 +31,16 @@ def assert_read_and_write_raise(url, error, match=None, **options):
 def test_unmigrated_database_is_a_database_error(database_url):
     assert_read_and_write_raise(database_url, exception.DatabaseError,
                                 match="schema is not at head")
+
+
+def test_a_statement_the_database_refuses_is_not_retried(database_url,
+                                                         database_events):
+    """No retry makes a missing table appear: a read and a write on an
+    unmigrated database fail at their first try."""
+    assert_read_and_write_raise(database_url, exception.DatabaseError,
+                                match="schema is not at head")
+    assert database_events.retries == 0
+    assert sum(database_events.errors.values()) == 2
 
 
 def test_unreachable_database_is_unavailable(unreachable_url):
@@ -179,4 +190,91 @@ def test_a_mysql_url_without_charset_keeps_4_byte_role_names(
     finally:
         own.close()
         callers.close()
+        callers_context_manager.dispose_pool()
+
+
+def bare_mariadb_url(url, drivername=None):
+    """url without its charset, on another driver name if given."""
+    parsed = sa.make_url(url)
+    parsed = parsed.set(query={key: value for key, value in
+                               parsed.query.items() if key != "charset"})
+    if drivername is not None:
+        parsed = parsed.set(drivername=drivername)
+    return parsed.render_as_string(hide_password=False)
+
+
+def session_settings(engine):
+    with engine.connect() as connection:
+        return tuple(connection.execute(sa.text(
+            "SELECT @@character_set_connection, @@session.wait_timeout")).one())
+
+
+# A setting the server shows back: whether role_stash kept the operator's
+# [database] connection_parameters beside the charset it adds.
+WAIT_TIMEOUT_PARAMETER = "init_command=SET%20SESSION%20wait_timeout%3D1234"
+
+
+@pytest.mark.parametrize("server", ["mariadb"], indirect=True)
+@pytest.mark.parametrize("parameters, connection_charset, wait_timeout", [
+    (WAIT_TIMEOUT_PARAMETER, "utf8mb4", 1234),
+    (WAIT_TIMEOUT_PARAMETER + "&charset=utf8", "utf8mb3", 1234),
+    ("charset=utf8", "utf8mb3", None),
+])
+def test_connection_parameters_keep_their_charset_else_gain_utf8mb4(
+        migrated_url, repository, parameters, connection_charset,
+        wait_timeout):
+    """[database] connection_parameters on a URL naming no charset: kept
+    as given on both of the repository's engines, with charset=utf8mb4
+    added unless they name a charset themselves; a 3-byte charset named
+    there is the operator's, and a 4-byte role name then fails naming
+    the fix."""
+    own = api.StashRepository.from_url(bare_mariadb_url(migrated_url),
+                                       connection_parameters=parameters)
+    name = "emoji \U0001f600"
+    try:
+        for engine in (own._lone.writer(), own._lone.reader()):
+            charset, timeout = session_settings(engine)
+            assert charset == connection_charset
+            if wait_timeout is not None:
+                assert timeout == wait_timeout
+        assert engines.chose_utf8mb4(own.context_manager) is (
+            connection_charset == "utf8mb4")
+        if connection_charset == "utf8mb4":
+            stashed = own.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                      roles=[name])
+            assert own.get_stash(INSTANCE) == stashed
+            assert stashed.roles == (name,)
+        else:
+            with pytest.raises(exception.DatabaseError,
+                               match="charset=utf8mb4"):
+                own.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                roles=[name])
+    finally:
+        own.close()
+
+
+@pytest.mark.parametrize("server", ["mariadb"], indirect=True)
+def test_a_mariadb_url_naming_no_charset_is_utf8mb4_and_not_oslo_dbs_choice(
+        migrated_url, repository):
+    """oslo.db asks for 3-byte utf8 on mysql:// URLs alone: a mariadb://
+    URL naming no charset leaves PyMySQL's utf8mb4, for Nova's engines
+    too, so role_stash has overridden nothing (and the upgrade check has
+    nothing to warn of); its own engines are utf8mb4 and keep 4-byte
+    role names."""
+    bare = bare_mariadb_url(migrated_url, "mariadb+pymysql")
+    own = api.StashRepository.from_url(bare)
+    callers_context_manager = enginefacade.transaction_context()
+    callers_context_manager.configure(connection=bare)
+    name = "emoji \U0001f600"
+    try:
+        assert not engines.chose_utf8mb4(own.context_manager)
+        for engine in (own._lone.writer(), own._lone.reader(),
+                       callers_context_manager.writer.get_engine()):
+            assert session_settings(engine)[0] == "utf8mb4"
+        stashed = own.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                  roles=[name, "member"])
+        assert own.get_stash(INSTANCE) == stashed
+        assert stashed.roles == (name, "member")
+    finally:
+        own.close()
         callers_context_manager.dispose_pool()

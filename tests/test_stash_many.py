@@ -41,6 +41,27 @@ def test_a_batch_is_stashed_in_one_insert_of_stashes_and_one_of_roles(
         stash.roles for stash in batch]
 
 
+def test_a_batch_is_stashed_row_by_row_where_no_ids_come_back_in_order(
+        repository, count_statements, monkeypatch):
+    """MySQL's INSERT returns no ids (MariaDB's and the others' do, in
+    order): there, each stash is one INSERT, its id the one the driver
+    reports, and the roles go to the stash they belong to. The writer's
+    dialect is told so here, on every backend."""
+    dialect = repository._lone.writer().dialect
+    monkeypatch.setattr(
+        dialect, "insert_executemany_returning_sort_by_parameter_order",
+        False)
+    batch = [new_stash(["a", "b"]), new_stash(["c"]), new_stash(["d", "e"])]
+    with count_statements() as statements:
+        assert repository.stash_many(batch) == {}
+    stash_rows = [sql for sql in writes(statements)
+                  if "INTO role_stashes " in sql]
+    assert len(stash_rows) == len(batch)
+    found = repository.get_stashes([stash.instance_uuid for stash in batch])
+    assert [found[stash.instance_uuid].roles for stash in batch] == [
+        stash.roles for stash in batch]
+
+
 def test_an_instance_stashed_meanwhile_is_kept_and_reported(repository):
     rival = repository.stash_roles(str(uuid.uuid4()), project_id="other",
                                    user_id="u", roles=["observer"])

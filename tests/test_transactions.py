@@ -184,23 +184,26 @@ def test_reads_join_a_callers_async_reader_and_writes_are_refused_there(
             stashes.stash_from_context(context, INSTANCE, replace=True)
 
 
-def test_a_repository_of_its_own_closes_its_connections(migrated_url):
+def test_a_repository_of_its_own_closes_its_connections(migrated_url,
+                                                        repository):
     """Made from a URL or a [database] section of any group name, a
-    repository owns its engines: close() leaves no pooled connection."""
+    repository owns its engines: close() leaves no pooled connection.
+    (The shared repository fixture empties the tables afterwards: the
+    soft-deleted rows left here would count in the next test.)"""
     conf = cfg.ConfigOpts()
     conf(args=[], default_config_files=[])
     conf.register_opts(db_options.database_opts, "cell1")
     conf.set_override("connection", migrated_url, group="cell1")
-    for repository in (api.StashRepository.from_url(migrated_url),
-                       api.StashRepository.from_config(conf, "cell1")):
-        repository.close()  # before any call: nothing to close, no error
-        repository.stash_roles(INSTANCE, project_id="p", user_id="u",
-                               roles=["member"])
-        assert repository.get_stash(INSTANCE).roles == ("member",)
+    for own in (api.StashRepository.from_url(migrated_url),
+                api.StashRepository.from_config(conf, "cell1")):
+        own.close()  # before any call: nothing to close, no error
+        own.stash_roles(INSTANCE, project_id="p", user_id="u",
+                        roles=["member"])
+        assert own.get_stash(INSTANCE).roles == ("member",)
         pools = {id(engine.pool): engine.pool for engine in (
-            repository._lone.writer(), repository._lone.reader())}
-        repository.delete_stash(INSTANCE)
-        repository.close()
+            own._lone.writer(), own._lone.reader())}
+        own.delete_stash(INSTANCE)
+        own.close()
         # (SQLite's writer pool keeps none: a NullPool.)
         assert [pool.checkedin() for pool in pools.values()
                 if hasattr(pool, "checkedin")] == [0] * sum(
@@ -239,3 +242,31 @@ def test_every_read_and_the_delete_join_the_callers_transaction(
         assert nova_repository.get_replies(INSTANCE, context=context) == {}
         assert nova_repository.get_stashes(
             [INSTANCE], context=context) == {INSTANCE: stashed}
+
+
+@pytest.mark.parametrize("server", ["postgresql", "postgresql-psycopg"],
+                         indirect=True)
+def test_a_serialization_failure_in_a_callers_transaction_is_a_deadlock(
+        repository, nova):
+    """A caller's REPEATABLE READ transaction that replaces a stash another
+    client replaced after its snapshot: PostgreSQL refuses it (SQLSTATE
+    40001, which oslo.db does not recognize), and the caller gets
+    DatabaseDeadlock, to retry the transaction whole, as for a deadlock;
+    the other client's stash stays."""
+    context_manager, _, nova_repository = nova
+    repository.stash_roles(INSTANCE, project_id="p", user_id="before",
+                           roles=["member"])
+    context = RequestContext()
+    with pytest.raises(exception.DatabaseDeadlock) as raised:
+        with context_manager.writer.using(context) as session:
+            session.execute(sa.text(
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            assert nova_repository.get_stash(
+                INSTANCE, context=context).user_id == "before"
+            repository.stash_roles(INSTANCE, project_id="p", user_id="rival",
+                                   roles=["member"], replace=True)
+            nova_repository.stash_roles(INSTANCE, project_id="p",
+                                        user_id="caller", roles=["reader"],
+                                        replace=True, context=context)
+    assert "serialization failure" in str(raised.value)
+    assert repository.get_stash(INSTANCE).user_id == "rival"

@@ -219,3 +219,20 @@ def test_a_rival_storing_the_same_reply_at_once_wins_quietly(
     assert replies["a"].body == ('{"ours": 1}' if answers[0]
                                  else '{"rival": 1}')
     assert len(table_rows("role_stash_vendordata")) == 1
+
+
+def test_the_stash_read_with_its_replies_is_the_stash_read_alone(repository):
+    """Every field of the stash that comes with the replies is the one
+    get_stash reads: both domain ids, and the time of a replace."""
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                           roles=["member"], project_domain_id="pd",
+                           user_domain_id="ud")
+    replaced = repository.stash_roles(
+        INSTANCE, project_id="p", user_id="u", roles=["reader", "member"],
+        project_domain_id="pd", user_domain_id="ud", replace=True)
+    assert repository.store_reply(INSTANCE, "a", '{"a": 1}', FRESH, now=NOW)
+    found, replies = repository.get_stash_and_replies(INSTANCE)
+    assert found == repository.get_stash(INSTANCE) == replaced
+    assert (found.project_domain_id, found.user_domain_id) == ("pd", "ud")
+    assert list(replies) == ["a"]
+    assert found.updated_at is not None

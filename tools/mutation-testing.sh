@@ -11,6 +11,9 @@
 #   tools/mutation-testing.sh            # run (resumes an earlier run)
 #   tools/mutation-testing.sh --fresh    # forget the earlier run first
 #   tools/mutation-testing.sh --fresh 'role_stash.validation.*'  # a module
+#   ROLE_STASH_TEST_BACKENDS=postgresql,postgresql-psycopg,mariadb \
+#       tools/mutation-testing.sh --max-children 2 <mutant names>  # rerun
+#                                        # survivors on the server backends
 #   .venv/bin/mutmut results             # list the survivors
 #   .venv/bin/mutmut show <mutant name>  # a survivor's diff
 set -euo pipefail
@@ -21,6 +24,9 @@ if [ "${1:-}" = "--fresh" ]; then
 fi
 # Each mutant runs its tests' generated cases: 25 per test, not CI's 250.
 export ROLE_STASH_HYPOTHESIS="${ROLE_STASH_HYPOTHESIS:-mutation}"
+# The backends of the database tests (tests/conftest.py): SQLite, fast
+# enough for every mutant, unless told otherwise.
+export ROLE_STASH_TEST_BACKENDS="${ROLE_STASH_TEST_BACKENDS:-sqlite}"
 mkdir -p mutants/role_stash
 rm -rf mutants/role_stash/migrations
 cp -r alembic mutants/role_stash/migrations
