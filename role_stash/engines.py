@@ -261,6 +261,26 @@ def on_engine_create_hooks(context_manager):
     return list(factory_of(context_manager)._facade_cfg["on_engine_create"])
 
 
+# oslo.db registers its MySQL error filters under the dialect name "mysql",
+# which SQLAlchemy's mariadb:// dialect does not bear (it is "mariadb"): on
+# such a URL a duplicate entry, a deadlock, a lost connection or a missing
+# table all come out as a bare DBError, so an exact repeat of a create
+# fails instead of returning its stash, and nothing is retried. The
+# mariadb dialect is the MySQL one for a MariaDB server: its errors are
+# MySQL's, so it takes the same filters, for every engine of the process
+# (Nova's on a mariadb:// URL too), unless oslo.db registers its own.
+
+def share_mysql_error_filters_with_mariadb():
+    """Make oslo.db's MySQL error filters apply to mariadb:// engines;
+    return whether they do."""
+    registry = exc_filters._registry
+    registry.setdefault("mariadb", registry.get("mysql"))
+    return registry["mariadb"] is not None
+
+
+share_mysql_error_filters_with_mariadb()
+
+
 # oslo.db's error filters keep the cause of a failed savepoint rollback for
 # the error that follows it: a rollback_savepoint listener stores it, and
 # commit and rollback listeners clear it. {event: the listener's name}.

@@ -71,6 +71,9 @@ def test_oslo_db_internals_role_stash_reads_are_there():
     hook = object()
     context_manager.append_on_engine_create(hook)
     assert engines.on_engine_create_hooks(context_manager) == [hook]
+    # oslo.db's MySQL error filters, registered by dialect name, shared
+    # with SQLAlchemy's mariadb dialect.
+    assert engines.share_mysql_error_filters_with_mariadb()
     # oslo.db's error filters: the savepoint-cause listeners role_stash
     # drops from its own engine, found by their names, and handle_error.
     for url in ("mysql+pymysql://root@127.0.0.1:1/test", "sqlite://"):

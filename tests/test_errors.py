@@ -278,3 +278,34 @@ def test_a_mariadb_url_naming_no_charset_is_utf8mb4_and_not_oslo_dbs_choice(
     finally:
         own.close()
         callers_context_manager.dispose_pool()
+
+
+@pytest.mark.parametrize("server", ["mariadb"], indirect=True)
+def test_a_mariadb_url_gets_oslo_dbs_mysql_error_filters(
+        migrated_url, repository):
+    """SQLAlchemy names the mariadb:// dialect "mariadb", under which
+    oslo.db registers no error filter: a duplicate entry came out as a bare
+    DBError, so a retried create of one instance failed, on role_stash's
+    own engines and on a caller's (Nova's) alike. With the MySQL filters
+    shared, both answer as on a mysql:// URL: the exact repeat returns the
+    stash, another payload is StashConflict."""
+    url = bare_mariadb_url(migrated_url, "mariadb+pymysql")
+    callers_context_manager = enginefacade.transaction_context()
+    callers_context_manager.configure(connection=url)
+    own = api.StashRepository.from_url(url)
+    callers = api.StashRepository(callers_context_manager)
+    try:
+        for index, stashes in enumerate((own, callers)):
+            instance = f"6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8{index}"
+            stashed = stashes.stash_roles(instance, project_id="p",
+                                          user_id="u", roles=["member"])
+            assert stashes.stash_roles(instance, project_id="p",
+                                       user_id="u", roles=["member"]) == (
+                stashed)
+            with pytest.raises(exception.StashConflict):
+                stashes.stash_roles(instance, project_id="p", user_id="u",
+                                    roles=["reader"])
+            assert stashes.get_stash(instance) == stashed
+    finally:
+        own.close()
+        callers_context_manager.dispose_pool()
