@@ -5,8 +5,11 @@ import sqlalchemy as sa
 
 from role_stash import api
 from role_stash import exception
+from role_stash import models
+from role_stash.stash import Stash
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+OTHER = "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c"
 
 
 def stash(repository, instance=INSTANCE, **overrides):
@@ -178,3 +181,26 @@ def test_every_role_name_keystone_accepts_reads_back_exactly(repository):
     for name in ("trailing ", "Admin", "cafe\u0301"):
         [listed] = repository.list_stashes(role=name)
         assert listed.instance_uuid == INSTANCE
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_every_write_path_numbers_the_roles_from_zero(repository, replace):
+    """A stash's roles are at positions 0 to n-1, whichever statement wrote
+    them (PostgreSQL's one-statement create, a replace, a batch): archive
+    and every reader see one numbering."""
+    if replace:
+        stash(repository, roles=["old"])
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                           roles=["c", "a", "b"], replace=replace)
+    repository.stash_many([Stash(OTHER, "p", "u", ("y", "x"))])
+    roles = models.StashRole.__table__
+    engine = repository._context_manager.writer.get_engine()
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(roles.c.stash_id, roles.c.position, roles.c.name)
+            .order_by(roles.c.stash_id, roles.c.position)).all()
+    positions = {}
+    for stash_id, position, name in rows:
+        positions.setdefault(stash_id, []).append((position, name))
+    assert sorted(positions.values()) == [
+        [(0, "c"), (1, "a"), (2, "b")], [(0, "y"), (1, "x")]]
