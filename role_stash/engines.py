@@ -274,8 +274,9 @@ def share_mysql_error_filters_with_mariadb():
     """Make oslo.db's MySQL error filters apply to mariadb:// engines;
     return whether they do."""
     registry = exc_filters._registry
-    registry.setdefault("mariadb", registry.get("mysql"))
-    return registry["mariadb"] is not None
+    if "mysql" in registry:
+        registry.setdefault("mariadb", registry["mysql"])
+    return "mariadb" in registry
 
 
 share_mysql_error_filters_with_mariadb()
