@@ -157,6 +157,16 @@ def test_a_three_byte_mysql_connection_names_the_charset_fix(migrated_url):
         repository.close()
 
 
+def bare_mariadb_url(url, drivername=None):
+    """url without its charset, on another driver name if given."""
+    parsed = sa.make_url(url)
+    parsed = parsed.set(query={key: value for key, value in
+                               parsed.query.items() if key != "charset"})
+    if drivername is not None:
+        parsed = parsed.set(drivername=drivername)
+    return parsed.render_as_string(hide_password=False)
+
+
 @pytest.mark.parametrize("server", ["mariadb"], indirect=True)
 def test_a_mysql_url_without_charset_keeps_4_byte_role_names(
         migrated_url, repository):
@@ -166,10 +176,7 @@ def test_a_mysql_url_without_charset_keeps_4_byte_role_names(
     then stored and read back, neither refused nor read as "?". The
     caller's own engine is the caller's: a write through it names the
     fix."""
-    url = sa.make_url(migrated_url)
-    bare = url.set(query={key: value for key, value in url.query.items()
-                          if key != "charset"}).render_as_string(
-                              hide_password=False)
+    bare = bare_mariadb_url(migrated_url)
     assert "charset" not in bare
     name = "emoji \U0001f600"
     own = api.StashRepository.from_url(bare)
@@ -191,16 +198,6 @@ def test_a_mysql_url_without_charset_keeps_4_byte_role_names(
         own.close()
         callers.close()
         callers_context_manager.dispose_pool()
-
-
-def bare_mariadb_url(url, drivername=None):
-    """url without its charset, on another driver name if given."""
-    parsed = sa.make_url(url)
-    parsed = parsed.set(query={key: value for key, value in
-                               parsed.query.items() if key != "charset"})
-    if drivername is not None:
-        parsed = parsed.set(drivername=drivername)
-    return parsed.render_as_string(hide_password=False)
 
 
 def session_settings(engine):

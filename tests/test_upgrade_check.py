@@ -200,7 +200,7 @@ def test_a_url_naming_no_charset_warns_of_novas_engines(check, mariadb_url):
     assert "Nova's engines on it get oslo.db's 3-byte utf8" in details
 
 
-@pytest.mark.parametrize("server", ["mariadb"], indirect=True)
+@on_mariadb
 def test_a_mariadb_url_is_checked_as_a_mysql_one(check, migrated_url,
                                                   repository):
     """On a mariadb+pymysql:// URL the orphan check's look for Nova's
