@@ -15,7 +15,8 @@ setuptools.setup(
     python_requires=">=3.10",
     # The root alembic/ folder ships inside the package as
     # role_stash.migrations, so an installed wheel can migrate.
-    packages=["role_stash", "role_stash.migrations",
+    packages=["role_stash", "role_stash.cmd", "role_stash.conf",
+              "role_stash.db", "role_stash.nova", "role_stash.migrations",
               "role_stash.migrations.versions"],
     package_dir={"role_stash.migrations": "alembic"},
     package_data={"role_stash.migrations": ["script.py.mako"]},
@@ -60,7 +61,7 @@ setuptools.setup(
         ],
     },
     entry_points={
-        "console_scripts": ["role-stash-manage = role_stash.cli:main"],
-        "oslo.config.opts": ["role_stash = role_stash.opts:list_opts"],
+        "console_scripts": ["role-stash-manage = role_stash.cmd.manage:main"],
+        "oslo.config.opts": ["role_stash = role_stash.conf.opts:list_opts"],
     },
 )

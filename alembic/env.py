@@ -17,9 +17,9 @@ import re
 
 from alembic import context
 
-from role_stash import engines
-from role_stash import migration
-from role_stash import models
+from role_stash.db import engines
+from role_stash.db import migration
+from role_stash.db import models
 
 LOCK_TIMEOUT_VARIABLE = "ROLE_STASH_MIGRATION_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = "5s"

@@ -26,7 +26,7 @@ import argparse
 import sys
 import time
 
-from role_stash import archive as role_stash_archive
+from role_stash.db import archive as role_stash_archive
 
 from benchmarks import database as databases
 from benchmarks import harness

@@ -11,8 +11,8 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from role_stash import migration
-from role_stash import models
+from role_stash.db import migration
+from role_stash.db import models
 
 from benchmarks import raw
 

@@ -26,12 +26,12 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from role_stash import api
-from role_stash import cli
-from role_stash import migration
-from role_stash import models
-from role_stash import nova_db
-from role_stash import nova_import
+from role_stash.db import api
+from role_stash.cmd import manage
+from role_stash.db import migration
+from role_stash.db import models
+from role_stash.db import nova_tables
+from role_stash.nova import boot_roles
 
 DEFAULT_URLS = {
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/"
@@ -187,9 +187,9 @@ def fill(url, rows):
 def timed_import(url, **options):
     """Return (ImportSummary, seconds) of an import on one database."""
     repository = api.StashRepository.from_url(url)
-    nova = nova_db.NovaDatabase(repository.context_manager)
+    nova = nova_tables.NovaDatabase(repository.context_manager)
     started = time.perf_counter()
-    summary = nova_import.import_from_nova(nova, repository, **options)
+    summary = boot_roles.import_from_nova(nova, repository, **options)
     seconds = time.perf_counter() - started
     repository.close()
     return summary, seconds
@@ -208,7 +208,7 @@ def upgrade_check_output(url):
     """Return (exit code, the upgrade check's table) on url."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = cli.main(["--database-url", url, "upgrade", "check"])
+        code = manage.main(["--database-url", url, "upgrade", "check"])
     return code, out.getvalue()
 
 

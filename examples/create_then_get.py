@@ -6,7 +6,7 @@ sqlite:///role_stash.sqlite, migrated first with `alembic upgrade head`.
 
 import json
 
-from role_stash import api
+from role_stash.db import api
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 

@@ -37,11 +37,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 import testing.postgresql
 
-from role_stash import api
-from role_stash import dialects
+from role_stash.db import api
+from role_stash.db import dialects
 from role_stash import exception
-from role_stash import migration
-from role_stash import models
+from role_stash.db import migration
+from role_stash.db import models
 
 ALL_BACKENDS = ("sqlite", "postgresql", "postgresql-psycopg", "mariadb")
 

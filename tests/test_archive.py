@@ -17,9 +17,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from role_stash import archive
-from role_stash import cli
-from role_stash import http_cache
+from role_stash.db import archive
+from role_stash.cmd import manage as role_stash_manage
+from role_stash.nova import http_cache
 
 MANAGE = pathlib.Path(sys.executable).with_name("role-stash-manage")
 ROLES = ["zeta", "alpha", "member"]
@@ -223,7 +223,7 @@ def test_max_rows_bounds_a_run_and_until_complete_goes_on(repository,
     stash(repository, 99)
     rest = repository.archive_deleted(max_rows=2, until_complete=True)
     assert (rest.rows["role_stashes"], rest.complete) == (5, True)
-    # max_rows bounds each batch of an until_complete run, as nova-manage.
+    # max_rows bounds each batch of an until_complete run, as nova-role_stash_manage.
     assert rest.batches >= 3
     assert len(table_rows("role_stashes_shadow")) == 10
 
@@ -431,7 +431,7 @@ def manage(migrated_url, repository, capsys):
     """manage(*arguments) -> (exit code, stdout, stderr) of
     role-stash-manage on the test's migrated database."""
     def run(*arguments):
-        code = cli.main(["--database-url", migrated_url, *arguments])
+        code = role_stash_manage.main(["--database-url", migrated_url, *arguments])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
     return run
@@ -443,7 +443,7 @@ def test_archive_deleted_prints_its_rows_per_table_also_as_json(
         stash(repository, index)
     repository.delete_stash(uuid_of(0))
     code, out, err = manage("archive-deleted", "--dry-run")
-    assert code == cli.OK, err
+    assert code == role_stash_manage.OK, err
     assert out.splitlines() == [
         "archive-deleted --dry-run: rows it would move to the shadow tables "
         "(nothing written)",
@@ -451,7 +451,7 @@ def test_archive_deleted_prints_its_rows_per_table_also_as_json(
         "  role_stash_roles                3",
         "  role_stash_vendordata           0"]
     code, out, err = manage("archive-deleted", "--json")
-    assert code == cli.OK, err
+    assert code == role_stash_manage.OK, err
     summary = json.loads(out)
     assert summary.pop("seconds") >= 0
     assert summary == {
@@ -468,18 +468,18 @@ def test_archive_exits_5_while_rows_are_left_and_0_once_done(repository,
     for index in range(3):
         repository.delete_stash(uuid_of(index))
     code, out, _ = manage("archive-deleted", "--max-rows", "2")
-    assert code == cli.ROWS_LEFT and "--until-complete" in out
+    assert code == role_stash_manage.ROWS_LEFT and "--until-complete" in out
     # "archive" is the same command.
     code, out, _ = manage("archive", "--max-rows", "2", "--json")
-    assert code == cli.OK and json.loads(out)["rows"]["role_stashes"] == 1
-    assert manage("archive-deleted", "--json")[0] == cli.OK
+    assert code == role_stash_manage.OK and json.loads(out)["rows"]["role_stashes"] == 1
+    assert manage("archive-deleted", "--json")[0] == role_stash_manage.OK
     for arguments in (["--max-rows", "0"], ["--batch-size", "x"],
                       ["--before", "yesterday"]):
         with pytest.raises(SystemExit) as refused:
             manage("archive-deleted", *arguments)
-        assert refused.value.code == cli.BAD_INPUT
+        assert refused.value.code == role_stash_manage.BAD_INPUT
     code, _, err = manage("archive-deleted", "--batch-size", "10001")
-    assert code == cli.BAD_INPUT and "batch_size" in err
+    assert code == role_stash_manage.BAD_INPUT and "batch_size" in err
 
 
 @pytest.mark.parametrize("command", [["archive-deleted"], ["purge", "--all"]])
@@ -496,7 +496,7 @@ def test_a_progress_bar_is_drawn_on_a_terminal_and_not_when_piped(
         code, out, _ = manage(*command, "--batch-size", "1")
         monkeypatch.undo()
     drawn = terminal.read()
-    assert code == cli.OK and "batches" in out.splitlines()[0]
+    assert code == role_stash_manage.OK and "batches" in out.splitlines()[0]
     assert sum(int(line.split()[-1]) for line in out.splitlines()[1:]) == 20
     # tqdm's bar, redrawn in place up to its last state: 20 rows of 20.
     assert "\r" in drawn and "20/20" in drawn and "row/s" in drawn
@@ -506,5 +506,5 @@ def test_a_progress_bar_is_drawn_on_a_terminal_and_not_when_piped(
         repository.delete_stash(uuid_of(index))
     stash(repository, 9)
     code, out, err = manage(*command, "--batch-size", "1")
-    assert code == cli.OK and "batches" in out.splitlines()[0]
+    assert code == role_stash_manage.OK and "batches" in out.splitlines()[0]
     assert "\r" not in err and "row/s" not in err

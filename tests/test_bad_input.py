@@ -7,7 +7,7 @@ hypothesis draws the values: wrong types, None, empty, blanks, overlong
 surrogates, SQL-looking text, malformed and differently-cased UUIDs, huge
 and repeating role lists. The oracles below restate the README's rules
 ("What is validated") with Unicode categories and plain string tests,
-apart from role_stash.validation, and say which fields a value breaks.
+apart from role_stash.db.validation, and say which fields a value breaks.
 Each test runs its examples on one cleaned repository, every example under
 UUIDs of its own, and checks the tables hold exactly what was accepted.
 The profiles and the count of cases: tests/conftest.py.
@@ -30,10 +30,10 @@ from hypothesis import strategies as st
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
-from role_stash import cli
+from role_stash.db import api
+from role_stash.cmd import manage as role_stash_manage
 from role_stash import exception
-from role_stash import http_cache
+from role_stash.nova import http_cache
 
 # --- The oracles: the README's rules ---------------------------------------
 
@@ -888,7 +888,7 @@ def manage(url, *arguments):
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            code = cli.main(["--database-url", url, *arguments])
+            code = role_stash_manage.main(["--database-url", url, *arguments])
         except SystemExit as usage:  # argparse's own refusal
             code = usage.code
     return code, out.getvalue(), err.getvalue()
@@ -972,7 +972,7 @@ def _stash_command_case(url, run_case, spelling, project_id, user_id, roles,
         aim, project_id, user_id, list(dict.fromkeys(roles)),
         project_domain_id)
     code, out, err = manage(url, "show", "--json", "--", instance)
-    assert (code, json.loads(out)) == (cli.OK, stashed), err
+    assert (code, json.loads(out)) == (role_stash_manage.OK, stashed), err
 
 
 @pytest.fixture
@@ -987,12 +987,12 @@ def run_command(server, generated_cases, count_statements):
             code, out, err = call()
         assert "Traceback" not in err
         if bad:
-            assert code == cli.BAD_INPUT, (code, out, err)
+            assert code == role_stash_manage.BAD_INPUT, (code, out, err)
             assert any(field in err for field in bad), (bad, err)
             assert not [statement for statement in sent
                         if "role_stash" in statement], sent
         else:
-            assert code in (cli.OK, cli.NOT_FOUND), (code, out, err)
+            assert code in (role_stash_manage.OK, role_stash_manage.NOT_FOUND), (code, out, err)
         return code, out, err
     return run_call
 
@@ -1077,22 +1077,22 @@ def test_show_list_delete_and_purge_commands_answer_as_the_repository(
             lambda: manage(migrated_url, *arguments), bad)
         if bad:
             return
-        answer = json.loads(out) if code == cli.OK else None
+        answer = json.loads(out) if code == role_stash_manage.OK else None
         if name == "show":
             expected = (known.vendordata() if values[2]
-                        else cli._stash_payload(known))
+                        else role_stash_manage._stash_payload(known))
             assert answer == (expected if aim_known else None), err
         elif name == "delete":
             assert answer == ({"deleted": instance} if aim_known else None)
         elif name == "list":
-            assert answer == [cli._stash_payload(stash) for stash in
+            assert answer == [role_stash_manage._stash_payload(stash) for stash in
                               repository.list_stashes(
                                   project_id=project_id, role=role,
                                   marker=marker,
                                   limit=None if limit is None
                                   else int(limit))]
         else:
-            assert code == cli.OK and answer["total"] >= 0
+            assert code == role_stash_manage.OK and answer["total"] >= 0
         assert repository.get_stash(known.instance_uuid) == known
 
     check()
@@ -1120,8 +1120,8 @@ def test_a_url_that_is_no_database_url_exits_2_and_repeats_no_password(
                                                  str(config)]):
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main([*arguments, "db", "version"])
-        assert code == cli.BAD_INPUT, (arguments, out.getvalue())
+            code = role_stash_manage.main([*arguments, "db", "version"])
+        assert code == role_stash_manage.BAD_INPUT, (arguments, out.getvalue())
         assert "database" in err.getvalue()
         assert "s3cret" not in err.getvalue() + out.getvalue()
     assert list(tmp_path.iterdir()) == [config]

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from role_stash import cli
+from role_stash.cmd import manage as role_stash_manage
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 MANAGE = pathlib.Path(sys.executable).with_name("role-stash-manage")
@@ -18,7 +18,7 @@ def manage(database_url, capsys):
     """manage(*arguments) -> (exit code, stdout, stderr) on the test's
     database."""
     def run(*arguments):
-        code = cli.main(["--database-url", database_url, *arguments])
+        code = role_stash_manage.main(["--database-url", database_url, *arguments])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
     return run
@@ -27,16 +27,16 @@ def manage(database_url, capsys):
 def test_db_check_version_and_sync(manage):
     assert manage("db", "version")[1].strip() == "None (empty schema)"
     code, out, _ = manage("db", "check")
-    assert code == cli.migration.EXPAND_PENDING and "--expand" in out
+    assert code == role_stash_manage.migration.EXPAND_PENDING and "--expand" in out
     code, out, _ = manage("db", "sync", "--contract")
-    assert code == cli.migration.EXPAND_PENDING and "--expand" in out
-    assert manage("db", "sync", "--expand")[0] == cli.OK
-    assert manage("db", "sync", "--contract")[:2] == (cli.OK,
+    assert code == role_stash_manage.migration.EXPAND_PENDING and "--expand" in out
+    assert manage("db", "sync", "--expand")[0] == role_stash_manage.OK
+    assert manage("db", "sync", "--contract")[:2] == (role_stash_manage.OK,
                                                       "nothing to apply\n")
-    assert manage("db", "check")[:2] == (cli.OK, "schema at head\n")
-    head = cli.migration.revisions()[-1].revision
+    assert manage("db", "check")[:2] == (role_stash_manage.OK, "schema at head\n")
+    head = role_stash_manage.migration.revisions()[-1].revision
     assert manage("db", "version")[1].strip() == head
-    assert manage("db", "sync")[:2] == (cli.OK, "nothing to apply\n")
+    assert manage("db", "sync")[:2] == (role_stash_manage.OK, "nothing to apply\n")
 
 
 def test_stash_show_list_delete_purge_as_json(manage):
@@ -44,7 +44,7 @@ def test_stash_show_list_delete_purge_as_json(manage):
     code, out, _ = manage("stash", INSTANCE, "--project-id", "p",
                           "--user-id", "u", "--role", "member", "--role",
                           "a,b", "--json")
-    assert code == cli.OK
+    assert code == role_stash_manage.OK
     stashed = json.loads(out)
     assert stashed["roles"] == ["member", "a,b"]
     code, out, _ = manage("show", INSTANCE, "--json")
@@ -55,9 +55,9 @@ def test_stash_show_list_delete_purge_as_json(manage):
     code, out, _ = manage("list", "--role", "a,b", "--json")
     assert [item["instance_uuid"] for item in json.loads(out)] == [INSTANCE]
     assert manage("delete", INSTANCE, "--json")[:2] == (
-        cli.OK, json.dumps({"deleted": INSTANCE}, indent=2) + "\n")
+        role_stash_manage.OK, json.dumps({"deleted": INSTANCE}, indent=2) + "\n")
     code, out, _ = manage("purge", "--all", "--json")
-    assert code == cli.OK
+    assert code == role_stash_manage.OK
     assert json.loads(out)["rows"]["role_stashes"] == 1
 
 
@@ -66,51 +66,51 @@ def test_show_prints_text_by_default(manage):
     manage("stash", INSTANCE, "--project-id", "p", "--user-id", "u",
            "--role", "member")
     code, out, _ = manage("show", INSTANCE)
-    assert code == cli.OK and 'roles:             ["member"]' in out
+    assert code == role_stash_manage.OK and 'roles:             ["member"]' in out
 
 
 def test_bad_input_exits_2_and_names_the_field(manage):
     manage("db", "sync")
     code, _, err = manage("stash", "not-a-uuid", "--project-id", "p",
                           "--user-id", "u", "--role", "member")
-    assert code == cli.BAD_INPUT and "instance_uuid" in err
+    assert code == role_stash_manage.BAD_INPUT and "instance_uuid" in err
     code, _, err = manage("stash", INSTANCE, "--project-id", "p",
                           "--user-id", "u", "--role", "")
-    assert code == cli.BAD_INPUT and "roles[0]" in err
+    assert code == role_stash_manage.BAD_INPUT and "roles[0]" in err
     code, _, err = manage("list", "--limit", "0")
-    assert code == cli.BAD_INPUT and "limit" in err
+    assert code == role_stash_manage.BAD_INPUT and "limit" in err
 
 
 def test_missing_stash_exits_3_and_conflict_exits_4(manage):
     manage("db", "sync")
     code, _, err = manage("show", INSTANCE)
-    assert code == cli.NOT_FOUND and INSTANCE in err
+    assert code == role_stash_manage.NOT_FOUND and INSTANCE in err
     manage("stash", INSTANCE, "--project-id", "p", "--user-id", "u")
     code, _, err = manage("stash", INSTANCE, "--project-id", "q",
                           "--user-id", "u")
-    assert code == cli.CONFLICT and "replace" in err
+    assert code == role_stash_manage.CONFLICT and "replace" in err
     assert manage("stash", INSTANCE, "--project-id", "q", "--user-id", "u",
-                  "--replace")[0] == cli.OK
+                  "--replace")[0] == role_stash_manage.OK
 
 
 def test_unmigrated_database_exits_1(manage):
     code, _, err = manage("show", INSTANCE)
-    assert code == cli.DATABASE_FAILURE and "db sync" in err
+    assert code == role_stash_manage.DATABASE_FAILURE and "db sync" in err
 
 
 def test_unreachable_database_exits_1_at_once(unreachable_url, capsys):
-    code = cli.main(["--database-url", unreachable_url, "db", "check"])
-    assert code == cli.DATABASE_FAILURE
+    code = role_stash_manage.main(["--database-url", unreachable_url, "db", "check"])
+    assert code == role_stash_manage.DATABASE_FAILURE
     assert "cannot reach the database" in capsys.readouterr().err
 
 
 def test_config_file_names_the_database(database_url, tmp_path, capsys):
     config = tmp_path / "role_stash.conf"
     config.write_text(f"[database]\nconnection = {database_url}\n")
-    assert cli.main(["--config-file", str(config), "db", "sync"]) == cli.OK
-    assert cli.main(["--config-file", str(config), "db", "check"]) == cli.OK
-    assert cli.main(["--config-file", str(config), "--database-url",
-                     database_url, "db", "check"]) == cli.BAD_INPUT
+    assert role_stash_manage.main(["--config-file", str(config), "db", "sync"]) == role_stash_manage.OK
+    assert role_stash_manage.main(["--config-file", str(config), "db", "check"]) == role_stash_manage.OK
+    assert role_stash_manage.main(["--config-file", str(config), "--database-url",
+                     database_url, "db", "check"]) == role_stash_manage.BAD_INPUT
 
 
 def test_console_script_runs_from_the_installed_package(database_url,
@@ -124,7 +124,7 @@ def test_console_script_runs_from_the_installed_package(database_url,
 
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as raised:
-        cli.main(["db", "sync", "--expand", "--contract"])
+        role_stash_manage.main(["db", "sync", "--expand", "--contract"])
     assert raised.value.code == 2
 
 
@@ -137,8 +137,8 @@ def test_usage_errors_exit_2(capsys):
 ], ids=["missing-config", "unknown-driver", "nan-date", "no-date"])
 def test_bad_settings_exit_2_without_a_traceback(arguments, capsys):
     try:
-        code = cli.main(arguments)
+        code = role_stash_manage.main(arguments)
     except SystemExit as usage_error:  # argparse's own refusal
         code = usage_error.code
-    assert code == cli.BAD_INPUT
+    assert code == role_stash_manage.BAD_INPUT
     assert "Traceback" not in capsys.readouterr().err

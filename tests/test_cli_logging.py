@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from role_stash import cli
+from role_stash.cmd import manage
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 SECRETS = ("project-kept-out-of-logs", "user-kept-out-of-logs",
@@ -24,15 +24,15 @@ def test_a_failing_statement_at_debug_logs_no_bound_value(database_url,
     config.write_text(f"[database]\nconnection = {database_url}\n"
                       "connection_debug = 100\n")
     log_file = tmp_path / "role-stash-manage.log"
-    code = cli.main(["--config-file", str(config), "--debug", "--log-file",
+    code = manage.main(["--config-file", str(config), "--debug", "--log-file",
                      str(log_file), "stash", INSTANCE, "--project-id",
                      SECRETS[0], "--user-id", SECRETS[1], "--role",
                      SECRETS[2]])
     err = capsys.readouterr().err
-    assert code == cli.DATABASE_FAILURE and "db sync" in err
+    assert code == manage.DATABASE_FAILURE and "db sync" in err
     log = log_file.read_text()
     # "[-]", or the request context another test left current.
-    debug = r" DEBUG role_stash\.cli \[[^]]*\] role-stash-manage stash "
+    debug = r" DEBUG role_stash\.cmd\.manage \[[^]]*\] role-stash-manage stash "
     assert re.search(debug + "on ", log)
     assert re.search(debug + r"failed \(exit 1\)", log)
     assert "INSERT INTO role_stash" in log
@@ -45,12 +45,12 @@ def test_a_failing_statement_at_debug_logs_no_bound_value(database_url,
 def test_log_lines_go_to_stderr_and_stdout_keeps_the_answer(migrated_url,
                                                             repository,
                                                             capsys):
-    code = cli.main(["--database-url", migrated_url, "purge", "--all",
+    code = manage.main(["--database-url", migrated_url, "purge", "--all",
                      "--json"])
     captured = capsys.readouterr()
-    assert code == cli.OK
+    assert code == manage.OK
     assert json.loads(captured.out)["total"] == 0
-    assert "INFO role_stash.api" in captured.err
+    assert "INFO role_stash.db.api" in captured.err
     assert "purge: role_stashes_shadow 0" in captured.err
 
 
@@ -63,8 +63,8 @@ def test_debug_and_log_file_come_from_the_config_file_too(migrated_url,
     config.write_text(f"[DEFAULT]\nlog_dir = {log_dir}\n"
                       "log_file = manage.log\n"
                       f"[database]\nconnection = {migrated_url}\n")
-    assert cli.main(["--config-file", str(config), "purge", "--all"]) == (
-        cli.OK)
+    assert manage.main(["--config-file", str(config), "purge", "--all"]) == (
+        manage.OK)
     logged = "purge: role_stashes_shadow 0"
     assert logged in (log_dir / "manage.log").read_text()
     assert logged not in capsys.readouterr().err
@@ -78,9 +78,9 @@ def test_debug_and_log_file_come_from_the_config_file_too(migrated_url,
 ], ids=["log-file", "log-dir", "log-config-append"])
 def test_a_log_that_cannot_be_opened_exits_2_naming_the_option(
         arguments, option, capsys):
-    code = cli.main([*arguments, "--database-url", "sqlite://", "db",
+    code = manage.main([*arguments, "--database-url", "sqlite://", "db",
                      "check"])
     err = capsys.readouterr().err
-    assert code == cli.BAD_INPUT
+    assert code == manage.BAD_INPUT
     assert err.startswith(f"error: invalid {option}: cannot log as asked: ")
     assert "Traceback" not in err

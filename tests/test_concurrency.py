@@ -20,7 +20,7 @@ import uuid
 
 import pytest
 
-from role_stash import api
+from role_stash.db import api
 
 WORKERS = 16
 SECONDS = float(os.environ.get("ROLE_STASH_LOAD_SECONDS", "1.0"))

@@ -15,7 +15,7 @@ from oslo_db.sqlalchemy import enginefacade
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
+from role_stash.db import api
 from role_stash import exception
 
 SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")

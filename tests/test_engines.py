@@ -18,10 +18,10 @@ from oslo_utils import timeutils
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
-from role_stash import engines
+from role_stash.db import api
+from role_stash.db import engines
 from role_stash import exception
-from role_stash import migration
+from role_stash.db import migration
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 ROLES = ["member", "secret-project-role"]
@@ -332,13 +332,13 @@ def test_a_replica_that_cannot_be_reached_leaves_the_reads_to_the_primary(
     again."""
     now = timeutils.utcnow()
     monkeypatch.setattr(timeutils, "utcnow", lambda *args, **kwargs: now)
-    caplog.set_level(logging.WARNING, logger="role_stash.engines")
+    caplog.set_level(logging.WARNING, logger="role_stash.db.engines")
     replicated = api.StashRepository.from_url(
         migrated_url, slave_connection=unreachable_url)
 
     def warnings():
         return [record.getMessage() for record in caplog.records
-                if record.name == "role_stash.engines"]
+                if record.name == "role_stash.db.engines"]
 
     try:
         stash = replicated.stash_roles(INSTANCE, project_id="p",
@@ -398,7 +398,7 @@ def test_a_repository_of_its_own_takes_no_replica_from_the_global_config(
     """A repository made from a URL has a replica only if given one: a
     slave_connection in the process's global [database] section (Nova's)
     is not its, and no read tries it."""
-    caplog.set_level(logging.WARNING, logger="role_stash.engines")
+    caplog.set_level(logging.WARNING, logger="role_stash.db.engines")
     cfg.CONF.register_opts(db_options.database_opts, "database")
     cfg.CONF.set_override("slave_connection", unreachable_url, "database")
     try:
@@ -413,7 +413,7 @@ def test_a_repository_of_its_own_takes_no_replica_from_the_global_config(
     finally:
         cfg.CONF.clear_override("slave_connection", "database")
     assert [record.getMessage() for record in caplog.records
-            if record.name == "role_stash.engines"] == []
+            if record.name == "role_stash.db.engines"] == []
 
 
 def test_threads_making_their_first_calls_at_once_share_one_read_engine(

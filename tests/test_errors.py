@@ -7,10 +7,10 @@ from oslo_db.sqlalchemy import enginefacade
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
-from role_stash import engines
+from role_stash.db import api
+from role_stash.db import engines
 from role_stash import exception
-from role_stash import migration
+from role_stash.db import migration
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 ROLES = ["member", "secret-project-role"]

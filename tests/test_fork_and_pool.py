@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.util import queue as sa_queue
 
-from role_stash import api
+from role_stash.db import api
 from role_stash import exception
 
 CHILDREN = 3

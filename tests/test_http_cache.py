@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import pytest
 import requests.structures
 
-from role_stash import http_cache
+from role_stash.nova import http_cache
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, 0)
 DATE = "Fri, 27 Nov 2026 12:00:00 GMT"

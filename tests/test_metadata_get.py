@@ -2,7 +2,7 @@
 
 import pytest
 
-from role_stash import api
+from role_stash.db import api
 from role_stash import exception
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"

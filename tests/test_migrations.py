@@ -17,9 +17,9 @@ from alembic.runtime import migration as alembic_migration
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
-from role_stash import migration
-from role_stash import models
+from role_stash.db import api
+from role_stash.db import migration
+from role_stash.db import models
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ALEMBIC = pathlib.Path(sys.executable).with_name("alembic")

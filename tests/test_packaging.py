@@ -38,7 +38,7 @@ def test_installed_package_migrates_without_a_checkout(installed_wheel,
                                                        tmp_path):
     environment = {**os.environ, "PYTHONPATH": str(installed_wheel)}
     probe = subprocess.run(
-        [sys.executable, "-c", "import role_stash.migration as m; "
+        [sys.executable, "-c", "import role_stash.db.migration as m; "
          "print(m.script_location())"],
         cwd=tmp_path, env=environment, capture_output=True, text=True,
         check=True)
@@ -46,7 +46,7 @@ def test_installed_package_migrates_without_a_checkout(installed_wheel,
         installed_wheel / "role_stash" / "migrations")
     for command in (["db", "sync"], ["db", "check"]):
         result = subprocess.run(
-            [sys.executable, "-m", "role_stash.cli", "--database-url",
+            [sys.executable, "-m", "role_stash.cmd.manage", "--database-url",
              database_url, *command],
             cwd=tmp_path, env=environment, capture_output=True, text=True,
             timeout=120)

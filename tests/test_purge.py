@@ -8,9 +8,9 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from role_stash import archive
-from role_stash import cli
-from role_stash import http_cache
+from role_stash.db import archive
+from role_stash.cmd import manage as role_stash_manage
+from role_stash.nova import http_cache
 
 ROLES = ["member", "reader", "admin"]
 NOV = {day: datetime.datetime(2026, 11, day) for day in range(1, 31)}
@@ -197,7 +197,7 @@ def manage(migrated_url, repository, capsys):
     role-stash-manage on the test's migrated database."""
     def run(*arguments):
         try:
-            code = cli.main(["--database-url", migrated_url, *arguments])
+            code = role_stash_manage.main(["--database-url", migrated_url, *arguments])
         except SystemExit as usage_error:  # argparse's own refusal
             code = usage_error.code
         captured = capsys.readouterr()
@@ -211,17 +211,17 @@ def test_purge_without_before_or_all_is_a_usage_error(history, manage,
     for arguments in ([], ["--max-rows", "10"], ["--before", "2026-11-02",
                                                   "--all"]):
         code, _, err = manage("purge", *arguments)
-        assert code == cli.BAD_INPUT
+        assert code == role_stash_manage.BAD_INPUT
         assert "--before" in err and "--all" in err
     code, _, err = manage("purge", "--before", "the second of november")
-    assert code == cli.BAD_INPUT and "ISO 8601" in err
+    assert code == role_stash_manage.BAD_INPUT and "ISO 8601" in err
     assert table_rows("role_stashes_shadow") == shadow
 
 
 def test_purge_before_an_iso_date_prints_rows_per_table_also_as_json(
         history, manage):
     code, out, err = manage("purge", "--before", "2026-11-02", "--json")
-    assert code == cli.OK, err
+    assert code == role_stash_manage.OK, err
     summary = json.loads(out)
     assert summary["operation"] == "purge" and summary["complete"]
     assert summary["rows"] == {
@@ -232,8 +232,8 @@ def test_purge_before_an_iso_date_prints_rows_per_table_also_as_json(
     # A time with its zone: 2 November 01:00 at +02:00 is 1 November,
     # 23:00 UTC, and nothing else was deleted before then.
     code, out, _ = manage("purge", "--before", "2026-11-02T01:00:00+02:00")
-    assert code == cli.OK and out.splitlines()[0].startswith(
+    assert code == role_stash_manage.OK and out.splitlines()[0].startswith(
         "purge: rows removed for good")
     code, out, _ = manage("purge", "--all", "--max-rows", "1", "--json")
-    assert code == cli.ROWS_LEFT and json.loads(out)["total"] == 4
-    assert manage("purge", "--all", "--until-complete")[0] == cli.OK
+    assert code == role_stash_manage.ROWS_LEFT and json.loads(out)["total"] == 4
+    assert manage("purge", "--all", "--until-complete")[0] == role_stash_manage.OK

@@ -8,7 +8,7 @@ import sys
 
 import sqlalchemy as sa
 
-from role_stash import migration
+from role_stash.db import migration
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

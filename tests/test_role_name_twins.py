@@ -9,7 +9,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
+from role_stash.db import api
 
 # Each group: names a case-folding, normalizing or blank-trimming
 # comparison would take for one.

@@ -10,10 +10,10 @@ from oslo_db import exception as db_exc
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
-from role_stash import cli
+from role_stash.db import api
+from role_stash.cmd import manage
 from role_stash import exception
-from role_stash import models
+from role_stash.db import models
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 APP_USER = "role_stash_app"
@@ -189,8 +189,8 @@ def test_a_database_urls_password_is_in_no_error_or_log(unreachable_url,
     while error is not None:
         chain.append(f"{error!r} {error}")
         error = error.__cause__ or error.__context__
-    assert cli.main(["--database-url", url, "show", INSTANCE]) == (
-        cli.DATABASE_FAILURE)
+    assert manage.main(["--database-url", url, "show", INSTANCE]) == (
+        manage.DATABASE_FAILURE)
     printed = capsys.readouterr()
     for text in ("\n".join(chain), everything_logged(caplog), printed.out,
                  printed.err):

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from role_stash import api
+from role_stash.db import api
 from role_stash import exception
 
 

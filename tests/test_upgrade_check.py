@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from role_stash import cli
-from role_stash import migration
-from role_stash import models
-from role_stash import upgrade_checks
+from role_stash.cmd import manage
+from role_stash.db import migration
+from role_stash.db import models
+from role_stash.cmd import status
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 WARNING, FAILURE, ERROR = 1, 2, 255
@@ -27,7 +27,7 @@ def check(capsys):
     """check(url, *options) -> (exit code, {check name: (result code,
     details)}) of `upgrade check --json` on url."""
     def run(url, *options, arguments=()):
-        code = cli.main(["--database-url", url, *arguments, "upgrade",
+        code = manage.main(["--database-url", url, *arguments, "upgrade",
                          "check", "--json", *options])
         out = capsys.readouterr().out
         results = json.loads(out)["checks"]
@@ -46,7 +46,7 @@ def upgrade(url, target):
 def test_a_healthy_database_passes_every_check(check, migrated_url,
                                                repository):
     code, results = check(migrated_url)
-    assert code == upgrade_checks.Code.SUCCESS
+    assert code == status.Code.SUCCESS
     assert [result for result, _ in results.values()] == [0, 0, 0, 0]
     head = migration.revisions()[-1].revision
     assert results["Schema at head"][1] == f"At head, revision {head}."
@@ -55,7 +55,7 @@ def test_a_healthy_database_passes_every_check(check, migrated_url,
 
 def test_the_table_output_is_oslo_upgradechecks(migrated_url, repository,
                                                 capsys):
-    assert cli.main(["--database-url", migrated_url, "upgrade",
+    assert manage.main(["--database-url", migrated_url, "upgrade",
                      "check"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("+---")
@@ -111,7 +111,7 @@ def test_old_soft_deleted_rows_warn_until_purged(check, migrated_url,
     config = tmp_path / "role_stash.conf"
     config.write_text(f"[database]\nconnection = {migrated_url}\n"
                       "[role_stash]\ndeleted_rows_warn_after_days = 60\n")
-    code = cli.main(["--config-file", str(config), "upgrade", "check"])
+    code = manage.main(["--config-file", str(config), "upgrade", "check"])
     assert code == 0, capsys.readouterr().out
     capsys.readouterr()
     repository.purge_deleted(before=timeutils.utcnow())
@@ -119,7 +119,7 @@ def test_old_soft_deleted_rows_warn_until_purged(check, migrated_url,
 
 
 def test_a_check_that_cannot_run_exits_255(unreachable_url, capsys):
-    code = cli.main(["--database-url", unreachable_url, "upgrade", "check"])
+    code = manage.main(["--database-url", unreachable_url, "upgrade", "check"])
     assert code == ERROR
     assert "DatabaseUnavailable" in capsys.readouterr().out
 

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from role_stash import exception
-from role_stash import http_cache
-from role_stash import models
+from role_stash.nova import http_cache
+from role_stash.db import models
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 NOW = datetime.datetime(2026, 11, 27, 12, 0, 0)

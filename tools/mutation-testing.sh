@@ -10,7 +10,7 @@
 #
 #   tools/mutation-testing.sh            # run (resumes an earlier run)
 #   tools/mutation-testing.sh --fresh    # forget the earlier run first
-#   tools/mutation-testing.sh --fresh 'role_stash.validation.*'  # a module
+#   tools/mutation-testing.sh --fresh 'role_stash.db.validation.*'  # a module
 #   ROLE_STASH_TEST_BACKENDS=postgresql,postgresql-psycopg,mariadb \
 #       tools/mutation-testing.sh --max-children 2 <mutant names>  # rerun
 #                                        # survivors on the server backends

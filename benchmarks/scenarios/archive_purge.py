@@ -33,9 +33,9 @@ import uuid
 
 import sqlalchemy as sa
 
-from role_stash import api
-from role_stash import archive
-from role_stash import models
+from role_stash.db import api
+from role_stash.db import archive
+from role_stash.db import models
 
 from benchmarks import harness
 
@@ -197,7 +197,7 @@ def _manage(url, *arguments):
     """Run role-stash-manage on url; return its --json summary and the
     time it ended."""
     result = subprocess.run(
-        [sys.executable, "-m", "role_stash.cli", "--database-url", url,
+        [sys.executable, "-m", "role_stash.cmd.manage", "--database-url", url,
          *arguments, "--json"], capture_output=True, text=True)
     ended = time.monotonic()
     if result.returncode != 0:

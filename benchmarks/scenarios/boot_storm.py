@@ -12,7 +12,7 @@ import traceback
 
 from sqlalchemy.engine import make_url
 
-from role_stash import api
+from role_stash.db import api
 
 from benchmarks import database as databases
 from benchmarks import harness
@@ -144,7 +144,7 @@ def _multiprocessing_context(drivers):
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(
-            [__name__, "role_stash.api"] + [driver.module
+            [__name__, "role_stash.db.api"] + [driver.module
                                             for driver in drivers])
     return _context
 

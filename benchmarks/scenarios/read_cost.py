@@ -52,8 +52,8 @@ def _read_of(layer, url, arrays, stack):
     their closing left to stack (a contextlib.ExitStack)."""
     import sqlalchemy as sa
 
-    from role_stash import api
-    from role_stash import dialects
+    from role_stash.db import api
+    from role_stash.db import dialects
 
     url = make_url(url)
     driver = raw.DRIVERS["sqlite3" if url.get_backend_name() == "sqlite"

@@ -8,7 +8,7 @@ import uuid
 
 import sqlalchemy as sa
 
-from role_stash import api
+from role_stash.db import api
 
 from benchmarks import harness
 from benchmarks import raw

@@ -10,9 +10,10 @@ import uuid
 
 from oslo_config import cfg
 
-from role_stash import api
-from role_stash import engines
-from role_stash import vendordata
+from role_stash.db import api
+from role_stash.db import engines
+from role_stash.conf import vendordata as conf_vendordata
+from role_stash.nova import vendordata
 
 from benchmarks import harness
 
@@ -64,7 +65,7 @@ def _driver_for(side, service):
     """The drop-in's class for a side: its own configuration, one target."""
     conf = cfg.ConfigOpts()
     conf(args=[], default_config_files=[])
-    vendordata.register_options(conf)
+    conf_vendordata.register_options(conf)
     conf.set_override("vendordata_dynamic_targets",
                       [f"{side}@{service.url}{side}"], group="api")
     return type(f"{side.title()}VendorData", (vendordata.DynamicVendorData,),

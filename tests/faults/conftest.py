@@ -26,7 +26,7 @@ import pytest
 import sqlalchemy as sa
 import testing.postgresql
 
-from role_stash import migration
+from role_stash.db import migration
 
 STRICT = bool(os.environ.get("ROLE_STASH_REQUIRE_ALL_BACKENDS")
               or os.environ.get("CI"))

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from role_stash import api
+from role_stash.db import api
 from role_stash import exception
 
 WRITERS = 4

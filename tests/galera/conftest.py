@@ -30,10 +30,10 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
+from role_stash.db import api
 from role_stash import exception
-from role_stash import migration
-from role_stash import models
+from role_stash.db import migration
+from role_stash.db import models
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 STRICT = bool(os.environ.get("ROLE_STASH_REQUIRE_ALL_BACKENDS")

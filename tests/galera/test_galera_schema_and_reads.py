@@ -9,8 +9,8 @@ import pymysql
 import pytest
 
 from role_stash import exception
-from role_stash import migration
-from role_stash import models
+from role_stash.db import migration
+from role_stash.db import models
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 ROLES = ["member", "reader", "load-balancer_member"]

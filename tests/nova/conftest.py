@@ -35,11 +35,12 @@ from nova.db import migration as nova_migration  # noqa: E402
 from nova.network import model as network_model  # noqa: E402
 from nova import objects as nova_objects  # noqa: E402
 
-from role_stash import api  # noqa: E402
-from role_stash import engines  # noqa: E402
-from role_stash import migration  # noqa: E402
-from role_stash import models  # noqa: E402
-from role_stash import vendordata  # noqa: E402
+from role_stash.db import api  # noqa: E402
+from role_stash.db import engines  # noqa: E402
+from role_stash.db import migration  # noqa: E402
+from role_stash.db import models  # noqa: E402
+from role_stash.conf import vendordata as conf_vendordata  # noqa: E402
+from role_stash.nova import vendordata  # noqa: E402
 
 CONF = nova_conf.CONF
 
@@ -372,8 +373,8 @@ def service_account():
     """service_account(endpoint, token): configure [vendordata_dynamic_auth]
     with keystoneauth1's admin_token plugin (standing in for a Keystone
     account), every call then carrying token; undone after the test."""
-    group = vendordata.AUTH_GROUP
-    vendordata.register_options(CONF)
+    group = conf_vendordata.AUTH_GROUP
+    conf_vendordata.register_options(CONF)
     CONF.register_opts(
         ks_loading.get_auth_plugin_conf_options("admin_token"), group)
     names = ("auth_type", "token", "endpoint")

@@ -10,7 +10,7 @@ from oslo_db import exception as db_exc
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
+from role_stash.db import api
 from role_stash import exception
 
 

@@ -14,11 +14,11 @@ from nova import objects
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
-from role_stash import cli
-from role_stash import models
-from role_stash import nova_db
-from role_stash import nova_import
+from role_stash.db import api
+from role_stash.cmd import manage
+from role_stash.db import models
+from role_stash.db import nova_tables
+from role_stash.nova import boot_roles as nova_import
 
 # 255 characters of role names, as Nova's column cuts a longer value.
 CUT_SHORT = ",".join(f"project-role-{number:02d}"
@@ -41,7 +41,7 @@ UNFIT = {
 @pytest.fixture
 def nova(cell_database):
     """Nova's database, read by role_stash: the repository's database."""
-    return nova_db.NovaDatabase(cell_database)
+    return nova_tables.NovaDatabase(cell_database)
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def test_instances_made_by_novas_objects_are_imported(
             hostname="guest", vm_state="active",
             system_metadata={"boot_roles": ",".join(user_context.roles)}
         ).create()
-    nova = nova_db.NovaDatabase(nova_context_manager)
+    nova = nova_tables.NovaDatabase(nova_context_manager)
     assert nova_import.import_from_nova(nova, nova_repository).taken == 1
     stash = nova_repository.get_stash(instance_uuid)
     assert (stash.project_id, stash.roles) == (user_context.project_id,
@@ -197,7 +197,7 @@ def test_instances_made_by_novas_objects_are_imported(
 
 
 def run_manage(capsys, *arguments):
-    code = cli.main(list(arguments))
+    code = manage.main(list(arguments))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -207,7 +207,7 @@ def test_import_nova_command_on_nova_s_database_prints_a_json_summary(
     """One database, named once: role_stash's tables beside Nova's."""
     code, out, _ = run_manage(capsys, "--database-url", nova_shared_url,
                               "import-nova", "--json", "--max-listed", "3")
-    assert code == cli.OK
+    assert code == manage.OK
     summary = json.loads(out)
     assert (summary["taken"], summary["already_stashed"],
             summary["skipped_deleted"], summary["refused_total"],
@@ -215,7 +215,7 @@ def test_import_nova_command_on_nova_s_database_prints_a_json_summary(
     assert summary["refused"]["truncated"] == 1
     code, out, _ = run_manage(capsys, "import-nova", "--nova-database-url",
                               nova_shared_url)
-    assert code == cli.OK
+    assert code == manage.OK
     assert "taken: 0\nalready stashed: 3\nrefused: 9\n" in out
 
 
@@ -228,16 +228,16 @@ def test_import_nova_command_into_another_database(
     code, out, _ = run_manage(capsys, "--database-url", migrated_url,
                               "import-nova", "--nova-config-file",
                               str(nova_conf), "--dry-run", "--json")
-    assert code == cli.OK and json.loads(out)["taken"] == 3
+    assert code == manage.OK and json.loads(out)["taken"] == 3
     assert repository.get_stashes(mixed["taken"]) == {}
     code, out, _ = run_manage(capsys, "--database-url", migrated_url,
                               "import-nova", "--nova-config-file",
                               str(nova_conf), "--json")
-    assert code == cli.OK and json.loads(out)["taken"] == 3
+    assert code == manage.OK and json.loads(out)["taken"] == 3
     assert set(repository.get_stashes(mixed["taken"])) == set(mixed["taken"])
     code, _, err = run_manage(capsys, "--database-url", migrated_url,
                               "import-nova")
-    assert code == cli.BAD_INPUT and "no Nova instances" in err
+    assert code == manage.BAD_INPUT and "no Nova instances" in err
 
 
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)
@@ -245,16 +245,16 @@ def test_a_progress_bar_is_drawn_on_a_terminal_only(nova_shared_url, mixed,
                                                     tmp_path, terminal):
     """role-stash-manage's own process, its standard error a terminal (a
     pseudo-terminal), then a pipe."""
-    command = [sys.executable, "-m", "role_stash.cli", "--database-url",
+    command = [sys.executable, "-m", "role_stash.cmd.manage", "--database-url",
                nova_shared_url, "import-nova", "--dry-run"]
     on_terminal = subprocess.run(command, stderr=terminal.fd,
                                  stdout=subprocess.PIPE, cwd=tmp_path,
                                  timeout=120)
     drawn = terminal.read().encode()
-    assert on_terminal.returncode == cli.OK
+    assert on_terminal.returncode == manage.OK
     assert b"instance/s" in drawn and b"14/14" in drawn
     piped = subprocess.run(command, capture_output=True, cwd=tmp_path,
                            timeout=120)
-    assert piped.returncode == cli.OK
+    assert piped.returncode == manage.OK
     assert b"instance/s" not in piped.stderr
     assert b"would take: 3" in piped.stdout

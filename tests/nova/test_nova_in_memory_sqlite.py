@@ -8,9 +8,9 @@ from nova import context as nova_context
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
+from role_stash.db import api
 from role_stash import exception
-from role_stash import migration
+from role_stash.db import migration
 
 
 @pytest.fixture

@@ -13,13 +13,14 @@ from oslo_utils import timeutils
 import pytest
 import sqlalchemy as sa
 
-from role_stash import api
-from role_stash import cli
+from role_stash.db import api
+from role_stash.cmd import manage
+from role_stash.conf import manage as conf_manage
 from role_stash import exception
-from role_stash import http_cache
-from role_stash import models
-from role_stash import nova_db
-from role_stash import orphans
+from role_stash.nova import http_cache
+from role_stash.db import models
+from role_stash.db import nova_tables
+from role_stash.nova import orphans
 
 DAY = datetime.timedelta(days=1)
 STASHES = models.Stash.__table__
@@ -27,7 +28,7 @@ STASHES = models.Stash.__table__
 
 @pytest.fixture
 def nova(cell_database):
-    return nova_db.NovaDatabase(cell_database)
+    return nova_tables.NovaDatabase(cell_database)
 
 
 @pytest.fixture(params=["one database", "two databases"])
@@ -153,7 +154,7 @@ def test_an_instance_committed_after_the_scan_keeps_its_stash(
 
 
 def run_manage(capsys, *arguments):
-    code = cli.main(list(arguments))
+    code = manage.main(list(arguments))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -169,20 +170,20 @@ def test_delete_orphans_command_reports_counts_as_text_and_json(
     repository.close()
     code, out, _ = run_manage(capsys, "--database-url", nova_shared_url,
                               "delete-orphans", "--dry-run", "--json")
-    assert code == cli.OK
+    assert code == manage.OK
     found = json.loads(out)
     assert (found["found_deleted"], found["found_gone"],
             found["gone_within_grace"], found["soft_deleted"],
             found["grace_period"], found["dry_run"]) == (
-        1, 0, 1, 0, orphans.GRACE_PERIOD, True)
+        1, 0, 1, 0, conf_manage.ORPHAN_GRACE_PERIOD, True)
     assert found["orphans"] == [{"instance_uuid": deleted,
                                  "instance": "deleted",
                                  "soft_deleted": False}]
     code, out, _ = run_manage(capsys, "delete-orphans", "--nova-database-url",
                               nova_shared_url, "--grace-period", "0")
-    assert code == cli.OK
+    assert code == manage.OK
     assert "found deleted: 1 (Nova deleted the instance)" in out
     assert "soft-deleted: 2" in out
     code, _, err = run_manage(capsys, "--database-url", nova_shared_url,
                               "delete-orphans", "--grace-period", "-1")
-    assert code == cli.BAD_INPUT and "grace_period" in err
+    assert code == manage.BAD_INPUT and "grace_period" in err

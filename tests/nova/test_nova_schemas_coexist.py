@@ -7,8 +7,8 @@ from alembic import util as alembic_util
 import pytest
 import sqlalchemy as sa
 
-from role_stash import migration
-from role_stash import models
+from role_stash.db import migration
+from role_stash.db import models
 
 NOVA_VERSION_TABLE = "alembic_version"
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from role_stash import api
-from role_stash import cli
+from role_stash.db import api
+from role_stash.cmd import manage
 
 WARNING = 1
 
@@ -17,7 +17,7 @@ WARNING = 1
 def orphan_check(capsys):
     """orphan_check(*arguments) -> (exit code, result code, details)."""
     def run(*arguments):
-        code = cli.main([*arguments[:2], "upgrade", "check", "--json",
+        code = manage.main([*arguments[:2], "upgrade", "check", "--json",
                          *arguments[2:]])
         checks = {check["check"]: check for check in json.loads(
             capsys.readouterr().out)["checks"]}

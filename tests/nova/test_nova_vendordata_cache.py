@@ -16,7 +16,8 @@ from oslo_utils import timeutils
 import pytest
 
 from role_stash import exception
-from role_stash import vendordata
+from role_stash.conf import vendordata as conf_vendordata
+from role_stash.nova import vendordata
 
 T0 = datetime.datetime(2026, 11, 27, 12, 0, 0)
 TIMEOUT = 30
@@ -89,7 +90,7 @@ def service(monkeypatch):
     running = Service()
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     conf = vendordata.cfg.CONF
-    vendordata.register_options(conf)
+    conf_vendordata.register_options(conf)
     conf.set_override("vendordata_dynamic_targets",
                       [f"cached@{running.url}"], group="api")
     timeutils.set_time_override(T0)

@@ -1,4 +1,4 @@
-"""role_stash.vendordata.DynamicVendorData, swapped into Nova's own
+"""role_stash.nova.vendordata.DynamicVendorData, swapped into Nova's own
 metadata handler (the one-line change of nova/api/metadata/base.py): it
 posts Nova's body field for field, the project and boot roles from the
 stash, and honours Nova's options."""
@@ -13,7 +13,8 @@ from nova import objects
 import pytest
 
 from role_stash import exception
-from role_stash import vendordata
+from role_stash.conf import vendordata as conf_vendordata
+from role_stash.nova import vendordata
 
 FIELDS = ("project-id", "instance-id", "image-id", "user-data", "hostname",
           "metadata", "boot-roles")
@@ -95,7 +96,7 @@ def test_novas_metadata_handler_runs_the_drop_in(
 def test_an_instance_without_stash_sends_novas_boot_roles(
         booted, vendordata_server, caplog):
     instance = booted(stash=False)
-    caplog.set_level(logging.INFO, logger="role_stash.vendordata")
+    caplog.set_level(logging.INFO, logger="role_stash.nova.vendordata")
     vendordata.DynamicVendorData(instance=instance).get()
     body = vendordata_server.next_body()
     assert body["boot-roles"] == "member,reader"
@@ -108,7 +109,7 @@ def test_an_instance_without_stash_sends_novas_boot_roles(
 
 def test_bad_and_duplicate_targets_are_skipped_as_nova_does(
         booted, vendordata_server, caplog):
-    vendordata.register_options(vendordata.cfg.CONF)
+    conf_vendordata.register_options(vendordata.cfg.CONF)
     vendordata.cfg.CONF.set_override("vendordata_dynamic_targets", [
         "no-name-here", f"first@{vendordata_server.url}",
         f"first@{vendordata_server.url}x"], group="api")

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 import testing.postgresql
 
-from role_stash import migration
+from role_stash.db import migration
 
 STRICT = bool(os.environ.get("ROLE_STASH_REQUIRE_ALL_BACKENDS")
               or os.environ.get("CI"))

@@ -14,10 +14,10 @@ from oslo_db.sqlalchemy import enginefacade
 from oslo_utils import timeutils
 import pytest
 
-from role_stash import api
-from role_stash import engines
+from role_stash.db import api
+from role_stash.db import engines
 from role_stash import exception
-from role_stash import http_cache
+from role_stash.nova import http_cache
 
 ROLES = ["member", "reader"]
 FRESH = http_cache.Freshness(
@@ -132,7 +132,7 @@ def test_a_replica_that_is_down_leaves_the_reads_to_the_primary(
     assert served() == {"primary": 0, "replica": 1}
     now = timeutils.utcnow()
     monkeypatch.setattr(timeutils, "utcnow", lambda *args, **kwargs: now)
-    caplog.set_level(logging.WARNING, logger="role_stash.engines")
+    caplog.set_level(logging.WARNING, logger="role_stash.db.engines")
     replication.stop_replica()
     try:
         assert repository.get_stash(stash.instance_uuid) == stash
@@ -142,7 +142,7 @@ def test_a_replica_that_is_down_leaves_the_reads_to_the_primary(
         # One line for the failure; the second read did not try the
         # replica, set aside for the interval.
         [warning] = [record for record in caplog.records
-                     if record.name == "role_stash.engines"]
+                     if record.name == "role_stash.db.engines"]
         assert "read replica" in warning.getMessage()
         assert f":{replication.replica_port}/" in warning.getMessage()
     finally:

@@ -5,8 +5,8 @@ import datetime
 import re
 
 from role_stash import exception
-from role_stash import http_cache
-from role_stash import models
+from role_stash.db import values
+from role_stash.db import models
 
 # The one form Nova writes: 8-4-4-4-12 hex digits; stored in lower case.
 _UUID = re.compile(
@@ -205,13 +205,13 @@ def reply_body(value, field="body"):
 
 
 def freshness(value, field="freshness"):
-    """Return None, or an http_cache.Freshness with naive UTC times (aware
+    """Return None, or a Freshness with naive UTC times (aware
     ones converted), validators that are ids (a Last-Modified of at most
     LAST_MODIFIED_LENGTH), and a lifetime or a validator to use it by."""
     if value is None:
         return None
-    if not isinstance(value, http_cache.Freshness):
-        _fail(field, f"expected an http_cache.Freshness or None, got "
+    if not isinstance(value, values.Freshness):
+        _fail(field, f"expected a Freshness or None, got "
                      f"{_type_name(value)}")
     fresh_until, stale_until = (
         None if moment is None else utc_datetime(moment, f"{field}.{name}")
@@ -223,4 +223,4 @@ def freshness(value, field="freshness"):
         models.LAST_MODIFIED_LENGTH)
     if not (fresh_until or stale_until or etag or last_modified):
         _fail(field, "has neither a lifetime nor a validator to be used by")
-    return http_cache.Freshness(fresh_until, stale_until, etag, last_modified)
+    return values.Freshness(fresh_until, stale_until, etag, last_modified)

@@ -1,5 +1,7 @@
-"""The stash as callers see it: an immutable value, and the vendordata made of it."""
+"""The values the repository hands out and takes: the stash, with the vendordata
+made of it, a cached reply and how long it may be used."""
 
+import dataclasses
 import datetime
 import typing
 
@@ -48,7 +50,7 @@ class Stash(typing.NamedTuple):
 class CachedReply(typing.NamedTuple):
     """A dynamic vendordata service's reply for an instance, as cached: its
     JSON body as received, its validators, and how long it may be used
-    (see http_cache.Freshness)."""
+    (see Freshness)."""
 
     target: str
     body: str
@@ -65,3 +67,26 @@ class StashWritten(typing.NamedTuple):
 
     instance_uuid: str
     written_at: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class Freshness:
+    """How a stored reply may be used.
+
+    fresh_until: served without asking the service before then; None when
+    every use must revalidate first (no-cache). stale_until: when the
+    service fails, served stale until then (stale-if-error), never under
+    must-revalidate. etag and last_modified: the validators a
+    revalidation sends back (If-None-Match, If-Modified-Since).
+    """
+
+    fresh_until: datetime.datetime | None
+    stale_until: datetime.datetime | None
+    etag: str | None
+    last_modified: str | None
+
+    @property
+    def keep_until(self):
+        """When the entry is of no more use to anyone, but to revalidate."""
+        return max(filter(None, (self.fresh_until, self.stale_until)),
+                   default=None)

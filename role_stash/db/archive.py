@@ -32,7 +32,7 @@ import typing
 import sqlalchemy as sa
 
 from role_stash import exception
-from role_stash import models
+from role_stash.db import models
 
 ARCHIVE = "archive"
 PURGE = "purge"

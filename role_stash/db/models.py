@@ -142,7 +142,7 @@ class VendordataReply(_VendordataReplyColumns, Base):
 
 
 # Shadow tables, as Nova's: the live table's columns, where archive
-# (role_stash.archive) moves deleted rows; no unique constraint, since
+# (role_stash.db.archive) moves deleted rows; no unique constraint, since
 # history may hold any number of stashes of one instance, and no foreign
 # key, since a batch moves a stash and its roles together. Named
 # <table>_shadow, not Nova's shadow_<table>: in a database shared with

@@ -14,9 +14,9 @@ import types
 import typing
 
 from role_stash import exception
-from role_stash import nova_db
-from role_stash import validation
-from role_stash.stash import Stash
+from role_stash.db import nova_tables
+from role_stash.db import validation
+from role_stash.db.values import Stash
 
 BATCH_SIZE = 1000
 # How many refusals a summary names; its counts are always complete.
@@ -34,7 +34,7 @@ REASONS = types.MappingProxyType({
     "several_values": "the instance has several live boot_roles rows that "
                       "differ",
     "empty": "boot_roles is empty",
-    "truncated": f"boot_roles is exactly {nova_db.VALUE_LENGTH} characters "
+    "truncated": f"boot_roles is exactly {nova_tables.VALUE_LENGTH} characters "
                  "long, the size of Nova's column: probably cut short",
     "invalid_name": "boot_roles holds a role name role_stash refuses",
     "duplicate_name": "boot_roles holds a role name twice",
@@ -107,7 +107,7 @@ def boot_roles_of(instance):
     [value] = values
     if not value:
         return None, _refusal(uuid, "empty")
-    if len(value) == nova_db.VALUE_LENGTH:
+    if len(value) == nova_tables.VALUE_LENGTH:
         return None, _refusal(uuid, "truncated")
     names = value.split(",")
     try:
@@ -213,7 +213,7 @@ def import_from_nova(nova, repository, *, batch_size=BATCH_SIZE,
                      dry_run=False, listed_refusals=LISTED_REFUSALS,
                      progress=None):
     """Stash the boot_roles of every live instance of Nova's database (a
-    nova_db.NovaDatabase) that has no live stash; return an
+    nova_tables.NovaDatabase) that has no live stash; return an
     ImportSummary. Batches of batch_size instances by id (at most 1000),
     a transaction each; progress(instances read), when given, after each
     batch. A dry run reads and counts, and writes nothing."""

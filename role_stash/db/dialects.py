@@ -3,7 +3,7 @@
 One object per dialect family (PostgreSQL, MySQL/MariaDB, SQLite) owns the
 SQL that reads one stash, reads many, and writes a new one; the shape of a
 bulk read's parameters; the fold of result rows into Stash values; and
-what archive and purge (role_stash.archive) must do differently: how a
+what archive and purge (role_stash.db.archive) must do differently: how a
 batch locks its rows, and which stash rows may leave role_stashes. The
 repository asks it and runs what it gets on a SQLAlchemy Connection, so
 every statement passes through SQLAlchemy's events and oslo.db's filters.
@@ -17,9 +17,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
 from role_stash import exception
-from role_stash import models
-from role_stash.stash import CachedReply
-from role_stash.stash import Stash
+from role_stash.db import models
+from role_stash.db.values import CachedReply
+from role_stash.db.values import Stash
 
 STASHES = models.Stash.__table__
 ROLES = models.StashRole.__table__
@@ -160,7 +160,7 @@ class Statements:
         a live stash."""
         raise NotImplementedError
 
-    # Archive and purge (role_stash.archive).
+    # Archive and purge (role_stash.db.archive).
     def lock_batch(self, select, table):
         """Return the SELECT of a batch's ids from table, made to lock the
         rows it finds where the database can lock those alone.

@@ -8,7 +8,7 @@ dependency of role_stash. The calls Nova makes are in the README's
 import threading
 import weakref
 
-from role_stash import api
+from role_stash.db import api
 
 # One repository per enginefacade context manager (Nova keeps one per cell
 # in nova.context.CELL_CACHE), dropped with it.

@@ -16,24 +16,15 @@ from oslo_upgradecheck import upgradecheck
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
-from role_stash import dialects
-from role_stash import engines
-from role_stash import migration
-from role_stash import models
-from role_stash import orphans
+from role_stash.conf import manage as conf_manage
+from role_stash.db import dialects
+from role_stash.db import engines
+from role_stash.db import migration
+from role_stash.db import models
+from role_stash.nova import orphans
 
 Code = upgradecheck.Code
 Result = upgradecheck.Result
-
-DELETED_ROWS_AGE_DAYS = 30
-
-OPTIONS = [
-    cfg.IntOpt(
-        "deleted_rows_warn_after_days", default=DELETED_ROWS_AGE_DAYS, min=0,
-        help="`role-stash-manage upgrade check` warns of stashes "
-             "soft-deleted more than this many days ago that are still in "
-             "role_stash's tables, neither purged nor archived."),
-]
 
 _COMMAND = "role-stash-manage"
 
@@ -54,8 +45,8 @@ class Checks(upgradecheck.UpgradeCommands):
     against Nova's instances when Nova's database is known."""
 
     def __init__(self, repository, nova=None, *, nova_named=True,
-                 deleted_rows_age_days=DELETED_ROWS_AGE_DAYS,
-                 orphan_grace_period=orphans.GRACE_PERIOD):
+                 deleted_rows_age_days=conf_manage.DELETED_ROWS_WARN_AFTER_DAYS,
+                 orphan_grace_period=conf_manage.ORPHAN_GRACE_PERIOD):
         """repository: a StashRepository; nova: a nova_db.NovaDatabase, or
         None when Nova's database is not known; nova_named False when nova
         is only role_stash's own database, checked only if it holds Nova's

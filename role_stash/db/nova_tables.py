@@ -10,7 +10,7 @@ import typing
 
 import sqlalchemy as sa
 
-from role_stash import engines
+from role_stash.db import engines
 from role_stash import exception
 
 # Where Nova keeps the create-time roles: the names joined by commas.

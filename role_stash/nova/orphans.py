@@ -17,29 +17,13 @@ import dataclasses
 import datetime
 import typing
 
-from oslo_config import cfg
 from oslo_utils import timeutils
 
-from role_stash import validation
+from role_stash.conf import manage as conf_manage
+from role_stash.db import validation
 
 BATCH_SIZE = 1000
 LISTED_ORPHANS = 100
-# A stash written alone before its instance row commits (a deployment
-# that stashes in nova-api, before scheduling) may wait that long for the
-# row; a stash deleted too early cannot be made again (the creator's token
-# is gone), a stash kept a day too long costs a row.
-GRACE_PERIOD = 24 * 3600
-
-OPTIONS = [
-    cfg.IntOpt(
-        "orphan_grace_period", default=GRACE_PERIOD, min=0,
-        help="Seconds a stash whose instance has no row in Nova's database "
-             "is kept after it was last written, before `role-stash-manage "
-             "delete-orphans` takes it for an orphan: its instance may not "
-             "be committed yet. A stash whose instance Nova deleted is an "
-             "orphan at once."),
-]
-
 DELETED = "deleted"
 GONE = "gone"
 
@@ -98,7 +82,7 @@ def _soft_delete(nova, repository, deleted, old_gone, cutoff):
                 still_orphaned, written_before=cutoff))
 
 
-def delete_orphans(nova, repository, *, grace_period=GRACE_PERIOD,
+def delete_orphans(nova, repository, *, grace_period=conf_manage.ORPHAN_GRACE_PERIOD,
                    dry_run=False, batch_size=BATCH_SIZE,
                    listed_orphans=LISTED_ORPHANS, now=None, progress=None):
     """Find the live stashes whose instance Nova (a nova_db.NovaDatabase)

@@ -30,16 +30,16 @@ from oslo_utils import timeutils
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from role_stash import api
-from role_stash import archive
-from role_stash import engines
+from role_stash.db import api
+from role_stash.db import archive
+from role_stash.db import engines
 from role_stash import exception
-from role_stash import migration
-from role_stash import nova_db
-from role_stash import nova_import
-from role_stash import opts
-from role_stash import orphans
-from role_stash import upgrade_checks
+from role_stash.db import migration
+from role_stash.db import nova_tables
+from role_stash.nova import boot_roles
+from role_stash.conf import manage as conf_manage
+from role_stash.nova import orphans
+from role_stash.cmd import status as upgrade_checks
 
 LOG = logging.getLogger(__name__)
 
@@ -107,16 +107,16 @@ def _context_manager(conf, args):
 
 
 def _nova_database(args, repository):
-    """Return the nova_db.NovaDatabase the command names, else (or when it
+    """Return the nova_tables.NovaDatabase the command names, else (or when it
     names the same URL) one on role_stash's own database."""
     url, nova_conf = _nova_settings(args)
     if url is None and nova_conf is None:
-        return nova_db.NovaDatabase(repository.context_manager)
-    nova = (nova_db.NovaDatabase.from_url(url) if nova_conf is None
-            else nova_db.NovaDatabase.from_config(nova_conf))
+        return nova_tables.NovaDatabase(repository.context_manager)
+    nova = (nova_tables.NovaDatabase.from_url(url) if nova_conf is None
+            else nova_tables.NovaDatabase.from_config(nova_conf))
     if make_url(engines.configured_url(nova.context_manager)) == make_url(
             engines.configured_url(repository.context_manager)):
-        return nova_db.NovaDatabase(repository.context_manager)
+        return nova_tables.NovaDatabase(repository.context_manager)
     nova.context_manager.configure(max_retries=0)
     return nova
 
@@ -317,7 +317,7 @@ def import_nova(args, context_manager):
     nova = _nova_database(args, repository)
     nova.require_nova_tables("Nova's database")
     with _progress_bar(args, nova.count_instances, "instance") as progress:
-        summary = nova_import.import_from_nova(
+        summary = boot_roles.import_from_nova(
             nova, repository, batch_size=args.batch_size,
             dry_run=args.dry_run, listed_refusals=args.max_listed,
             progress=progress)
@@ -512,7 +512,7 @@ def add_commands(commands):
             "help": "a nova.conf whose [database] connection is Nova's "
                     "database"}))
     batches = (
-        (("--batch-size",), {"type": int, "default": nova_import.BATCH_SIZE,
+        (("--batch-size",), {"type": int, "default": boot_roles.BATCH_SIZE,
                              "help": "rows per batch and transaction, at "
                                      "most 1000"}),
         (("--dry-run",), {"action": "store_true",
@@ -527,7 +527,7 @@ def add_commands(commands):
                 "help": "keep a stash whose instance has no row in Nova's "
                         "database this long after it was written; default "
                         "[role_stash] orphan_grace_period, "
-                        f"{orphans.GRACE_PERIOD}"}))
+                        f"{conf_manage.ORPHAN_GRACE_PERIOD}"}))
     upgrade_parser = commands.add_parser(
         "upgrade", help="upgrade readiness checks (oslo.upgradecheck)")
     upgrade_commands = upgrade_parser.add_subparsers(
@@ -558,7 +558,7 @@ def _configuration(argv):
     conf = cfg.ConfigOpts()
     oslo_log.register_options(conf)
     conf.register_cli_opts(_CLI_OPTIONS)
-    conf.register_opts(opts.MANAGE_OPTIONS, opts.MANAGE_GROUP)
+    conf.register_opts(conf_manage.OPTIONS, conf_manage.GROUP)
     # Alembic says which implementation it took at every look at the
     # schema; db sync prints what it applied.
     conf.set_default("default_log_levels", oslo_log.get_default_log_levels()

@@ -39,7 +39,7 @@ CONTRACT_PENDING = 4
 def script_location():
     """Return the migrations folder: the installed package's, else the
     source checkout's alembic/ (an editable install)."""
-    package = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     installed = os.path.join(package, "migrations")
     if os.path.isdir(installed):
         return installed

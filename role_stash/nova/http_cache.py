@@ -10,10 +10,11 @@ vendordata replies may carry secrets, and a cache that guessed a lifetime
 fetched again.
 """
 
-import dataclasses
 import datetime
 import email.utils
 import re
+
+from role_stash.db.values import Freshness
 
 # Directive names are case-insensitive; a value is a token or a quoted
 # string (RFC 9110 5.6.2, 5.6.4).
@@ -29,29 +30,6 @@ _DELTA_DIRECTIVES = ("max-age", "stale-if-error", "s-maxage")
 
 class Malformed(ValueError):
     """A header this cache cannot read: the reply is not stored."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Freshness:
-    """How a stored reply may be used.
-
-    fresh_until: served without asking the service before then; None when
-    every use must revalidate first (no-cache). stale_until: when the
-    service fails, served stale until then (stale-if-error), never under
-    must-revalidate. etag and last_modified: the validators a
-    revalidation sends back (If-None-Match, If-Modified-Since).
-    """
-
-    fresh_until: datetime.datetime | None
-    stale_until: datetime.datetime | None
-    etag: str | None
-    last_modified: str | None
-
-    @property
-    def keep_until(self):
-        """When the entry is of no more use to anyone, but to revalidate."""
-        return max(filter(None, (self.fresh_until, self.stale_until)),
-                   default=None)
 
 
 def cache_control(value):

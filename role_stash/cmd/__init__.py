@@ -1,0 +1,2 @@
+"""The command part: role-stash-manage (manage) and its upgrade checks
+(status)."""
