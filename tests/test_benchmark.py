@@ -143,7 +143,7 @@ def test_every_read_cost_layer_reads_the_same_stash(repository, monkeypatch):
     roles = ("member", "reader", "admin")
     repository.stash_roles(instance, project_id="p", user_id="u",
                            roles=list(roles))
-    url = repository._lone.writer().url
+    url = repository.lone_engines.writer().url
     arrays = url.get_backend_name() == "postgresql"
     for layer, _ in read_cost.LAYERS:
         with contextlib.ExitStack() as stack:

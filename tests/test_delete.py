@@ -67,7 +67,7 @@ def test_a_delete_retried_after_its_commit_answer_was_lost_succeeds(
     retried, finds the stash deleted at its own timestamp, and reports
     the delete done rather than StashNotFound."""
     stash(repository)
-    dialect = repository._lone.writer().dialect
+    dialect = repository.lone_engines.writer().dialect
     real_commit = dialect.do_commit
     lost = []
 

@@ -103,7 +103,7 @@ def test_the_read_engine_follows_the_callers_database_settings(migrated_url):
     try:
         with pytest.raises(exception.StashNotFound):
             repository.get_stash(INSTANCE)
-        reader = repository._lone.reader()
+        reader = repository.lone_engines.reader()
         if reader.dialect.name == "sqlite":
             # SQLite reads share nothing with a pool size: in-process.
             assert isinstance(reader.pool, sa.pool.QueuePool)
@@ -135,7 +135,7 @@ def test_the_replica_engine_follows_the_callers_database_settings(
         stash = replicated.stash_roles(INSTANCE, project_id="p",
                                        user_id="u", roles=ROLES)
         assert replicated.get_stash(INSTANCE) == stash
-        replica, reader = replicated._lone.replica(), replicated._lone.reader()
+        replica, reader = replicated.lone_engines.replica(), replicated.lone_engines.reader()
         assert replica is not reader
         assert type(replica.pool) is type(reader.pool)
         assert replica.pool._recycle == reader.pool._recycle == 123
@@ -343,7 +343,7 @@ def test_a_replica_that_cannot_be_reached_leaves_the_reads_to_the_primary(
     try:
         stash = replicated.stash_roles(INSTANCE, project_id="p",
                                        user_id="u", roles=ROLES)
-        assert replicated._lone.replica() is not None
+        assert replicated.lone_engines.replica() is not None
         assert replicated.get_stash(INSTANCE) == stash
         [warning] = warnings()
         replica = sa.make_url(unreachable_url).render_as_string()
@@ -351,14 +351,14 @@ def test_a_replica_that_cannot_be_reached_leaves_the_reads_to_the_primary(
         # The cause, as DatabaseUnavailable or DatabaseError words it.
         assert warning.split(" failed (", 1)[1].startswith("the database ")
         assert warning.endswith(": lone reads go to the primary for 10 s")
-        assert replicated._lone.replica() is None
+        assert replicated.lone_engines.replica() is None
         assert replicated.get_stashes([INSTANCE]) == {INSTANCE: stash}
         assert len(warnings()) == 1
         now += engines.REPLICA_RETRY_INTERVAL
-        assert replicated._lone.replica() is not None
+        assert replicated.lone_engines.replica() is not None
         assert replicated.get_stash(INSTANCE) == stash
         assert len(warnings()) == 2
-        assert replicated._lone.replica() is None
+        assert replicated.lone_engines.replica() is None
     finally:
         replicated.close()
 
@@ -383,7 +383,7 @@ def test_every_engine_of_a_repository_refuses_a_role_of_no_stash(
     once per run, by whichever test comes first."""
     own = api.StashRepository.from_url(migrated_url)
     try:
-        for engine in (own._lone.writer(), own._lone.reader()):
+        for engine in (own.lone_engines.writer(), own.lone_engines.reader()):
             with pytest.raises(db_exc.DBReferenceError):
                 with engine.connect() as connection:
                     connection.execute(api.ROLES.insert().values(
@@ -407,7 +407,7 @@ def test_a_repository_of_its_own_takes_no_replica_from_the_global_config(
             with pytest.raises(exception.StashNotFound):
                 own.get_stash(INSTANCE)
             assert own.get_stashes([INSTANCE]) == {}
-            assert own._lone.replica() is None
+            assert own.lone_engines.replica() is None
         finally:
             own.close()
     finally:
@@ -451,7 +451,7 @@ def test_threads_making_their_first_calls_at_once_share_one_read_engine(
                 worker.join(timeout=60)
             try:
                 assert len(outcomes) == threads
-                assert served_by == {id(repository._lone.reader())}
+                assert served_by == {id(repository.lone_engines.reader())}
             finally:
                 repository.close()
     finally:

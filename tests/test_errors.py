@@ -53,8 +53,8 @@ def test_unreachable_database_is_unavailable(unreachable_url):
 def kill_pooled_connections(repository):
     """Drop the idle pooled connection each engine would hand out next: the
     server ends its session (SQLite: the driver closes its handle)."""
-    for engine in filter(None, (repository._lone.writer(),
-                                repository._lone.autocommit())):
+    for engine in filter(None, (repository.lone_engines.writer(),
+                                repository.lone_engines.autocommit())):
         dialect = engine.dialect.name
         with engine.connect() as victim:
             if dialect == "sqlite":
@@ -229,7 +229,7 @@ def test_connection_parameters_keep_their_charset_else_gain_utf8mb4(
                                        connection_parameters=parameters)
     name = "emoji \U0001f600"
     try:
-        for engine in (own._lone.writer(), own._lone.reader()):
+        for engine in (own.lone_engines.writer(), own.lone_engines.reader()):
             charset, timeout = session_settings(engine)
             assert charset == connection_charset
             if wait_timeout is not None:
@@ -265,7 +265,7 @@ def test_a_mariadb_url_naming_no_charset_is_utf8mb4_and_not_oslo_dbs_choice(
     name = "emoji \U0001f600"
     try:
         assert not engines.chose_utf8mb4(own.context_manager)
-        for engine in (own._lone.writer(), own._lone.reader(),
+        for engine in (own.lone_engines.writer(), own.lone_engines.reader(),
                        callers_context_manager.writer.get_engine()):
             assert session_settings(engine)[0] == "utf8mb4"
         stashed = own.stash_roles(INSTANCE, project_id="p", user_id="u",

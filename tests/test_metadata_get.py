@@ -70,7 +70,7 @@ def test_psycopg_3_prepares_the_metadata_get_on_the_server(repository):
                            roles=["member", "reader"])
     for _ in range(10):
         repository.get_stash(INSTANCE)
-    engine = repository._lone.reader()
+    engine = repository.lone_engines.reader()
     assert engine.dialect.driver == "psycopg"
     with engine.connect() as connection:
         prepared = connection.exec_driver_sql(

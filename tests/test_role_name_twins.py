@@ -63,8 +63,8 @@ def test_mariadb_connections_are_utf8mb4_and_names_compare_binary(
     """Every string column of role_stash's tables compares in
     utf8mb4_nopad_bin (no case folding, no pad: 'member ' is not
     'member'), and both engines of the repository talk utf8mb4."""
-    writer = repository._lone.writer()
-    reader = repository._lone.reader()
+    writer = repository.lone_engines.writer()
+    reader = repository.lone_engines.reader()
     with writer.connect() as connection:
         collations = set(connection.execute(sa.text(
             "SELECT TABLE_NAME, COLUMN_NAME, COLLATION_NAME "

@@ -104,7 +104,7 @@ def test_the_runtime_needs_only_row_rights_on_its_tables(migrated_url,
             "role_stash_vendordata_shadow": 0, "role_stashes": 1,
             "role_stash_roles": 1, "role_stash_vendordata": 0}
         # And nothing beyond rows: no DDL.
-        with app._lone.writer().begin() as connection:
+        with app.lone_engines.writer().begin() as connection:
             with pytest.raises((sa.exc.DBAPIError, db_exc.DBError)):
                 connection.execute(sa.text("DROP TABLE role_stash_roles"))
     finally:
@@ -152,7 +152,7 @@ def test_a_contexts_token_reaches_no_statement_row_or_log(
             assert repository.list_stashes(role="member") == [stashed]
             repository.delete_stash(INSTANCE)
             repository.purge_deleted(before=api.timeutils.utcnow())
-        with repository._lone.writer().connect() as connection:
+        with repository.lone_engines.writer().connect() as connection:
             rows = repr([connection.execute(sa.select(table)).all()
                          for table in models.Base.metadata.sorted_tables])
     finally:

@@ -147,7 +147,7 @@ def test_stash_from_a_request_context_reads_identity_only(repository,
         "p-1", "u-1", ("member",))
     # The token reached no statement and no stored row.
     assert not any("secret-token" in repr(sent) for sent in statements)
-    engine = repository._lone.writer()
+    engine = repository.lone_engines.writer()
     with engine.connect() as connection:
         for table in (api.STASHES, api.ROLES):
             for row in connection.execute(sa.select(table)):

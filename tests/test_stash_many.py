@@ -47,7 +47,7 @@ def test_a_batch_is_stashed_row_by_row_where_no_ids_come_back_in_order(
     order): there, each stash is one INSERT, its id the one the driver
     reports, and the roles go to the stash they belong to. The writer's
     dialect is told so here, on every backend."""
-    dialect = repository._lone.writer().dialect
+    dialect = repository.lone_engines.writer().dialect
     monkeypatch.setattr(
         dialect, "insert_executemany_returning_sort_by_parameter_order",
         False)

@@ -201,7 +201,7 @@ def test_a_repository_of_its_own_closes_its_connections(migrated_url,
                         roles=["member"])
         assert own.get_stash(INSTANCE).roles == ("member",)
         pools = {id(engine.pool): engine.pool for engine in (
-            own._lone.writer(), own._lone.reader())}
+            own.lone_engines.writer(), own.lone_engines.reader())}
         own.delete_stash(INSTANCE)
         own.close()
         # (SQLite's writer pool keeps none: a NullPool.)

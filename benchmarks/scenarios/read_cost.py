@@ -68,7 +68,7 @@ def _read_of(layer, url, arrays, stack):
     if layer == "repository":
         return repository.get_stash
     statements = dialects.for_dialect(url.get_backend_name())
-    engine = repository._lone.reader()
+    engine = repository.lone_engines.reader()
     sql = raw.Statements(arrays, driver.placeholder).read
     if layer == "pool":
         def read(instance_uuid):

@@ -194,8 +194,10 @@ class StashRepository:
         return self._context_manager
 
     @property
-    def _lone(self):
-        """The engines of lone calls, set up at the first call."""
+    def lone_engines(self):
+        """The engines.LoneEngines of the calls this repository makes
+        outside any caller's transaction (writer(), reader(), replica(),
+        autocommit()), set up at the first call."""
         lone = self._engines
         if lone is None or lone.factory is not engines.factory_of(
                 self._context_manager):
@@ -215,7 +217,7 @@ class StashRepository:
         return lone
 
     def _statements(self):
-        return dialects.for_dialect(self._lone.dialect_name)
+        return dialects.for_dialect(self.lone_engines.dialect_name)
 
     def _joined_transaction(self, context, writer):
         """Say whether the call joins the caller's transaction; refuse a
@@ -252,7 +254,7 @@ class StashRepository:
                            .allow_async)
                 with manager.using(context) as connection:
                     return work(connection)
-            return self._lone.run(writer, work)
+            return self.lone_engines.run(writer, work)
 
     def stash_roles(self, instance_uuid, *, project_id, user_id, roles,
                     project_domain_id=None, user_domain_id=None,
@@ -276,7 +278,7 @@ class StashRepository:
             # trip, in autocommit. A live stash makes it write nothing, and
             # the transaction below decides.
             with engines.translated_errors():
-                if self._lone.run_in_autocommit(lambda connection: (
+                if self.lone_engines.run_in_autocommit(lambda connection: (
                         statements.insert_new_stash(
                             connection, _stash_row(wanted, now),
                             wanted.roles))):
@@ -310,12 +312,12 @@ class StashRepository:
         never answered "no stash". In the caller's transaction, or with no
         replica, only the primary reads.
         """
-        replica = self._lone.replica()
+        replica = self.lone_engines.replica()
         found = {}
         if replica is not None and not self._joined_transaction(
                 context, writer=False):
             try:
-                found = self._lone.run_on_replica(
+                found = self.lone_engines.run_on_replica(
                     replica, lambda connection: read(connection,
                                                      instance_uuids))
             except exception.DatabaseError:
