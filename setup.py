@@ -12,6 +12,22 @@ setuptools.setup(
     long_description=pathlib.Path(__file__).with_name("README.md").read_text(
         encoding="utf-8"),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    license_files=["LICENSE"],
+    classifiers=[
+        "Environment :: OpenStack",
+        "Intended Audience :: Information Technology",
+        "Intended Audience :: System Administrators",
+        "License :: OSI Approved :: Apache Software License",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Database",
+    ],
     python_requires=">=3.10",
     # The root alembic/ folder ships inside the package as
     # role_stash.migrations, so an installed wheel can migrate.
@@ -48,6 +64,10 @@ setuptools.setup(
             "testresources>=2.0",
             # Property-based tests of bad input (tests/test_bad_input.py).
             "hypothesis>=6.100",
+            # The documentation's build and the release notes' check
+            # (tests/test_docs.py).
+            "sphinx>=7.4",
+            "reno>=4.1",
         ],
         "benchmark": [
             "pyinstrument>=4",

@@ -1,0 +1,325 @@
+"""What the documentation reads from role_stash at build time: the values
+the prose names (as substitutions), the schema (from the models) and the
+benchmark's results (from a run's JSON file, when one is committed)."""
+
+import ast
+import datetime
+import json
+import logging
+import pathlib
+
+from docutils.statemachine import StringList
+from oslo_upgradecheck import upgradecheck
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sphinx.util.docutils import SphinxDirective
+
+from role_stash.cmd import manage
+from role_stash.conf import manage as conf_manage
+from role_stash.db import api
+from role_stash.db import archive
+from role_stash.db import engines
+from role_stash.db import migration
+from role_stash.db import models
+from role_stash.db import nova_tables
+from role_stash.db import validation
+from role_stash.nova import boot_roles
+from role_stash.nova import orphans
+from role_stash.nova import vendordata
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+
+
+def _module_constant(path, name):
+    """Return the literal a module assigns to name, read without importing
+    it (alembic/env.py runs migrations when imported)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for statement in tree.body:
+        if (isinstance(statement, ast.Assign)
+                and any(getattr(target, "id", None) == name
+                        for target in statement.targets)):
+            return ast.literal_eval(statement.value)
+    raise LookupError(f"{path} assigns no {name}")
+
+
+def _size(count):
+    """Return a byte count as KiB or MiB when it is a whole number of them."""
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count % size == 0:
+            return f"{count // size} {unit}"
+    return f"{count} bytes"
+
+
+def _seconds(value):
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    return f"{value:g} s"
+
+
+def _retry_pauses(retries):
+    """Return the pauses oslo.db's wrap_db_retry makes with these settings:
+    the first interval, doubled after each try up to the largest."""
+    pauses, interval = [], retries["retry_interval"]
+    for _ in range(retries["max_retries"]):
+        pauses.append(interval)
+        if retries["inc_retry_interval"]:
+            interval = min(interval * 2, retries["max_retry_interval"])
+    return pauses
+
+
+def values():
+    """Return {substitution name: reStructuredText} of every value of
+    role_stash's code that the pages name."""
+    retries = engines.DEFAULT_RETRIES
+    pauses = _retry_pauses(retries)
+    return {
+        # Validation, at the door.
+        "max_limit": str(validation.MAX_LIMIT),
+        "max_bulk": str(validation.MAX_BULK),
+        "max_batch": str(validation.MAX_BATCH),
+        "max_reply_body": _size(validation.MAX_REPLY_BODY_BYTES),
+        "id_length": str(models.ID_LENGTH),
+        "role_name_length": str(models.ROLE_NAME_LENGTH),
+        "last_modified_length": str(models.LAST_MODIFIED_LENGTH),
+        "nova_value_length": str(nova_tables.VALUE_LENGTH),
+        # The vendordata cache.
+        "max_cached_body": _size(vendordata.MAX_CACHED_BODY),
+        "revalidate_keep": _seconds(api.REVALIDATE_KEEP),
+        # Engines and retries.
+        "default_url": f"``{engines.DEFAULT_URL}``",
+        "url_variable": f"``{engines.URL_ENVIRONMENT_VARIABLE}``",
+        "retry_max_retries": str(retries["max_retries"]),
+        "retry_tries": str(retries["max_retries"] + 1),
+        "retry_interval": _seconds(retries["retry_interval"]),
+        "retry_max_interval": _seconds(retries["max_retry_interval"]),
+        "retry_window": _seconds(round(sum(pauses), 3)),
+        "retry_pauses": ", ".join(_seconds(pause) for pause in pauses),
+        "replica_retry_interval": _seconds(engines.REPLICA_RETRY_INTERVAL),
+        # Migrations.
+        "version_table": f"``{migration.VERSION_TABLE}``",
+        "lock_timeout": f"``{_module_constant(ROOT / 'alembic' / 'env.py', 'DEFAULT_LOCK_TIMEOUT')}``",
+        "lock_timeout_variable": f"``{_module_constant(ROOT / 'alembic' / 'env.py', 'LOCK_TIMEOUT_VARIABLE')}``",
+        "check_at_head": str(migration.AT_HEAD),
+        "check_expand_pending": str(migration.EXPAND_PENDING),
+        "check_contract_pending": str(migration.CONTRACT_PENDING),
+        # role-stash-manage.
+        "exit_ok": str(manage.OK),
+        "exit_database_failure": str(manage.DATABASE_FAILURE),
+        "exit_bad_input": str(manage.BAD_INPUT),
+        "exit_not_found": str(manage.NOT_FOUND),
+        "exit_conflict": str(manage.CONFLICT),
+        "exit_rows_left": str(manage.ROWS_LEFT),
+        "exit_interrupted": str(manage.INTERRUPTED),
+        "upgrade_success": str(upgradecheck.Code.SUCCESS.value),
+        "upgrade_warning": str(upgradecheck.Code.WARNING.value),
+        "upgrade_failure": str(upgradecheck.Code.FAILURE.value),
+        "archive_max_rows": str(manage.ARCHIVE_MAX_ROWS),
+        "archive_batch_size": str(archive.BATCH_SIZE),
+        "import_batch_size": str(boot_roles.BATCH_SIZE),
+        "import_listed": str(boot_roles.LISTED_REFUSALS),
+        "orphans_batch_size": str(orphans.BATCH_SIZE),
+        "orphans_listed": str(orphans.LISTED_ORPHANS),
+        "orphan_grace_period": _seconds(conf_manage.ORPHAN_GRACE_PERIOD),
+        "deleted_rows_warn_after_days": str(
+            conf_manage.DELETED_ROWS_WARN_AFTER_DAYS),
+    }
+
+
+def substitutions():
+    """Return the rst_epilog that defines |name| for each of values()."""
+    return "\n".join(f".. |{name}| replace:: {text}"
+                     for name, text in sorted(values().items())) + "\n"
+
+
+class _Generated(SphinxDirective):
+    """A directive whose content is reStructuredText that lines() writes."""
+
+    has_content = False
+    origin = "<role_stash>"
+
+    def lines(self):
+        raise NotImplementedError
+
+    def run(self):
+        return self.parse_text_to_nodes(
+            StringList(list(self.lines()), self.origin),
+            allow_section_headings=True)
+
+
+def _list_table(header, rows, widths=None):
+    yield ".. list-table::"
+    yield "   :header-rows: 1"
+    if widths:
+        yield f"   :widths: {' '.join(map(str, widths))}"
+    yield ""
+    for row in [header] + rows:
+        first = True
+        for cell in row:
+            yield f"   {'* -' if first else '  -'} {cell or ' '}"
+            first = False
+    yield ""
+
+
+class SchemaTables(_Generated):
+    """``.. role-stash-schema::``: each table of role_stash's models, its
+    columns, keys and indexes, as the models declare them."""
+
+    origin = "<role_stash.db.models>"
+
+    def lines(self):
+        dialect = postgresql.dialect()
+        for table in models.Base.metadata.sorted_tables:
+            yield f"``{table.name}``"
+            yield "-" * (len(table.name) + 4)
+            yield ""
+            doc = _first_paragraph(table)
+            if doc:
+                yield doc
+                yield ""
+            rows = []
+            for column in table.columns:
+                foreign = ", ".join(f"``{key.target_fullname}``"
+                                    for key in column.foreign_keys)
+                rows.append([
+                    f"``{column.name}``",
+                    f"``{column.type.compile(dialect=dialect)}``",
+                    "" if column.nullable else "not null",
+                    "primary key" if column.primary_key
+                    else f"references {foreign}" if foreign else ""])
+            yield from _list_table(["column", "PostgreSQL type", "null",
+                                    "key"], rows)
+            keys = [constraint for constraint in table.constraints
+                    if isinstance(constraint, sa.UniqueConstraint)]
+            indexed = [f"``{constraint.name}`` (unique: "
+                       + ", ".join(column.name for column in constraint.columns)
+                       + ")" for constraint in keys]
+            indexed += [f"``{index.name}`` ("
+                        + ", ".join(column.name for column in index.columns)
+                        + ")" for index in sorted(table.indexes,
+                                                  key=lambda i: i.name)]
+            if indexed:
+                yield "Keys and indexes: " + "; ".join(indexed) + "."
+                yield ""
+
+
+
+def _first_paragraph(table):
+    """Return the first paragraph of the docstring of the model mapped to
+    table, on one line."""
+    for mapper in models.Base.registry.mappers:
+        if table in mapper.tables:
+            doc = mapper.class_.__doc__ or ""
+            return " ".join(doc.strip().split("\n\n")[0].split())
+    return ""
+
+
+def _figure(value, unit=""):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    else:
+        text = f"{value:,}"
+    return text + unit
+
+
+class BenchmarkResults(_Generated):
+    """``.. role-stash-benchmark-results::``: the committed run's machine,
+    versions and figures, from its JSON file (conf.py's
+    role_stash_benchmark_results); a sentence saying there is none
+    otherwise."""
+
+    origin = "<benchmark results>"
+
+    def lines(self):
+        path = pathlib.Path(self.config.role_stash_benchmark_results)
+        if not path.is_file():
+            yield ("No results file is committed with this tree: run the "
+                   "benchmark as above to get figures of your own machine.")
+            return
+        self.env.note_dependency(str(path))
+        results = json.loads(path.read_text(encoding="utf-8"))
+        machine, versions = results["machine"], results["versions"]
+        yield ("The figures below are read from the results file committed "
+               f"with this tree, ``{path.name}``, written by "
+               f"``{results.get('command', 'python -m benchmarks')}``.")
+        yield ""
+        yield from _list_table(["", ""], [
+            ["CPU", machine.get("cpu")],
+            ["cores", _figure(machine.get("cores"))],
+            ["kernel", machine.get("kernel")],
+            ["load average, start / end", " / ".join(
+                _figure(load) for load in (machine.get("load_start"),
+                                           machine.get("load_end")))],
+            *[[name, version] for name, version in sorted(versions.items())],
+        ])
+        timings = [record for record in results["records"]
+                   if "p50_us" in record and record["operation"] not in (
+                       "storm",)]
+        if timings:
+            yield "Single calls (µs; ratio: repository / raw):"
+            yield ""
+            yield from _list_table(
+                ["backend", "repository on", "raw", "operation", "stashes",
+                 "p50", "p99", "raw p50", "raw p99", "ratio p50",
+                 "ratio p99"],
+                [[record["backend"], record["driver"], record["raw_driver"],
+                  record["operation"], _figure(record["rows"]),
+                  _figure(record["p50_us"]), _figure(record["p99_us"]),
+                  _figure(record["raw_p50_us"]), _figure(record["raw_p99_us"]),
+                  _figure(record["ratio_p50"]), _figure(record["ratio_p99"])]
+                 for record in timings])
+        storms = [record for record in results["records"]
+                  if record["operation"] == "storm"]
+        if storms:
+            yield "Boot storms (reads per second, latency under load in µs):"
+            yield ""
+            yield from _list_table(
+                ["backend", "layout", "repository on", "raw", "reads/s",
+                 "raw reads/s", "p99", "raw p99", "connections",
+                 "raw connections"],
+                [[record["backend"], record["layout"], record["driver"],
+                  record["raw_driver"], _figure(record["reads_per_s"]),
+                  _figure(record["raw_reads_per_s"]),
+                  _figure(record["p99_us"]), _figure(record["raw_p99_us"]),
+                  _figure(record["connections"]),
+                  _figure(record["raw_connections"])] for record in storms])
+        costs = [record for record in results["records"]
+                 if record["operation"] == "read_cost"]
+        if costs:
+            yield "Read cost (client instructions per read, by layer):"
+            yield ""
+            yield from _list_table(
+                ["backend", "driver", "layer", "instructions per read",
+                 "added"],
+                [[record["backend"], record["driver"], record["layer"],
+                  _figure(record["instructions_per_read"]),
+                  _figure(record["added"])] for record in costs])
+        plot = path.with_suffix(".png")
+        if plot.is_file():
+            yield f".. image:: /_static/{plot.name}"
+            yield f"   :alt: read latency and boot-storm throughput of {path.name}"
+            yield ""
+
+
+
+class _EmptyGlobs(logging.Filter):
+    """Drops Sphinx's warning of a toctree glob that matches no page.
+
+    Each section's index lists its pages and then globs its folder, so a
+    page added there needs no other edit; with no such page the glob is
+    empty, which is no fault. Sphinx gives that warning no type that
+    suppress_warnings could name.
+    """
+
+    def filter(self, record):
+        return getattr(record, "subtype", None) != "empty_glob"
+
+
+def setup(app):
+    logging.getLogger("sphinx.sphinx.directives.other").addFilter(
+        _EmptyGlobs())
+    app.add_config_value("role_stash_benchmark_results", "", "env")
+    app.add_directive("role-stash-schema", SchemaTables)
+    app.add_directive("role-stash-benchmark-results", BenchmarkResults)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
