@@ -1,6 +1,6 @@
-"""The calls Nova makes to role_stash, where it makes them: the README's
-"Running inside Nova" shows these functions, and tests/nova runs them with
-Nova's own code."""
+"""The calls Nova makes to role_stash, where it makes them: the guide
+"Running inside Nova" (doc/source/admin/running-inside-nova.rst) includes
+these functions, and tests/nova runs them with Nova's own code."""
 
 from role_stash import exception
 from role_stash import nova as role_stash_nova

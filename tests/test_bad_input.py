@@ -5,8 +5,8 @@ field before any statement is sent, on every backend.
 hypothesis draws the values: wrong types, None, empty, blanks, overlong
 (256 characters, 1 MB), NUL and other control characters, lone
 surrogates, SQL-looking text, malformed and differently-cased UUIDs, huge
-and repeating role lists. The oracles below restate the README's rules
-("What is validated") with Unicode categories and plain string tests,
+and repeating role lists. The oracles below restate the documented rules
+(doc/source/reference/api.rst, "What is validated") with Unicode categories and plain string tests,
 apart from role_stash.db.validation, and say which fields a value breaks.
 Each test runs its examples on one cleaned repository, every example under
 UUIDs of its own, and checks the tables hold exactly what was accepted.
@@ -35,7 +35,7 @@ from role_stash.cmd import manage as role_stash_manage
 from role_stash import exception
 from role_stash.nova import http_cache
 
-# --- The oracles: the README's rules ---------------------------------------
+# --- The oracles: the documented rules -------------------------------------
 
 _UUID_FORM = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"

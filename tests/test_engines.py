@@ -231,11 +231,11 @@ class SleepLog:
         self.sleeps.append(seconds)
 
 
-def test_an_unreachable_database_fails_after_the_readmes_retry_window(
+def test_an_unreachable_database_fails_after_the_retry_window(
         unreachable_url, monkeypatch):
     """With default settings a call on a database that refuses it is tried
     11 times, 0.05 s first, the pause doubling up to 1 s: 6.55 s of
-    waiting in all (the README's window), then DatabaseUnavailable naming
+    waiting in all (the documented window), then DatabaseUnavailable naming
     the cause. A SQLite file that cannot be opened is not retried: no
     retry opens it."""
     log = SleepLog()

@@ -1,8 +1,8 @@
 """Glue for Nova: the repository of a RequestContext's database, per cell.
 
 No SQL here, and no import of Nova when this module loads: Nova is not a
-dependency of role_stash. The calls Nova makes are in the README's
-"Running inside Nova".
+dependency of role_stash. The calls Nova makes are in the guide "Running
+inside Nova" (doc/source/admin/running-inside-nova.rst).
 """
 
 import threading

@@ -59,8 +59,8 @@ def test_failed_instance_delete_keeps_the_stash(
 
 @pytest.mark.xfail(
     strict=True, raises=KeyError,
-    reason="known limitation, see the README's 'Running inside Nova': Nova's "
-           "archive looks every reflected table up in its own models")
+    reason="known limitation, see doc/source/admin/running-inside-nova.rst: "
+           "Nova's archive looks every reflected table up in its own models")
 def test_nova_archive_deleted_rows_runs_beside_role_stash_tables(
         nova_context_manager, nova_repository, nova_engine, user_context,
         new_uuid, server):
