@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of validation.py, api.py, engines.py and dialects.py
-# with mutmut (doc/mutation-testing.md): not part of the default test run.
+# with mutmut (doc/source/contributor/mutation-testing.rst): not part of the default test run.
 # mutmut copies role_stash/ and tests/ into mutants/ and runs each mutant
 # against the tests that reach the mutated function (pyproject.toml's
 # [tool.mutmut]). The migrations go in as the installed package has them,
