@@ -1,7 +1,8 @@
 """Time role_stash's repository against the raw database drivers.
 
 Usage: python -m benchmarks [--quick] [--calls N] [--json PATH]
-           [--plot FILE.png] [--backends sqlite,postgresql,mariadb]
+           [--results PATH] [--plot FILE.png]
+           [--backends sqlite,postgresql,mariadb]
            [--postgresql-url URL] [--mariadb-url URL] [--sqlite-url URL]
            [--use-existing-database] [--profile BACKEND]
            [--storm 8x4,16x1] [--storm-seconds S] [--read-cost]
@@ -72,6 +73,11 @@ load), connections, raw_connections (the most the server saw at once).
 Read-cost records have operation "read_cost" and the keys backend, driver,
 layer, rows, reads, instructions_per_read, added (over the layer below;
 null for the first and for the comparison layer plain_core).
---plot FILE.png draws the read latency distributions and the storm
-throughput.
+--results PATH writes the run's results: an object with the keys command,
+seconds, machine (cpu, cores, kernel, load_start, load_end: the load
+average at the start and the end), versions (Python, SQLAlchemy, oslo.db,
+alembic, every driver that can be imported, and "<backend> server" for each
+server) and records (the list above). --plot FILE.png draws the read
+latency distributions and the storm throughput, and writes the results
+beside it, FILE.json.
 """

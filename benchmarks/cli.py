@@ -3,6 +3,8 @@ the report goes."""
 
 import argparse
 import dataclasses
+import shlex
+import sys
 import time
 
 import benchmarks
@@ -50,7 +52,11 @@ def parse_args(argv):
                         help="write the records here")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="draw latency distributions and storm "
-                        "throughput here (needs matplotlib)")
+                        "throughput here (needs matplotlib), and write the "
+                        "results beside it, FILE.json")
+    parser.add_argument("--results", metavar="PATH",
+                        help="write the results here: the records, the "
+                        "machine and the versions")
     databases.add_arguments(parser, databases.BACKENDS)
     parser.add_argument("--profile", metavar="BACKEND",
                         choices=databases.BACKENDS,
@@ -92,11 +98,13 @@ def main(argv=None):
         settings = dataclasses.replace(settings,
                                        storm_seconds=args.storm_seconds)
     started = time.perf_counter()
-    records, notes, samples = [], [], []
+    load_start = report.load()
+    records, notes, samples, servers = [], [], [], {}
     for name in args.backends:
         url = getattr(args, f"{name}_url") or databases.DEFAULT_URLS[name]
         with databases.Database(databases.BACKENDS[name], url,
                                 args.use_existing_database) as database:
+            servers[name] = database.server_version()
             scenario = single_call.SingleCall(database, settings)
             backend_records, backend_notes = scenario.run(
                 profile=args.profile == name)
@@ -117,9 +125,18 @@ def main(argv=None):
                     database, args.calls or read_cost.READS)
                 records += cost_records
                 notes += cost_notes
-    print(report.text(records, notes, time.perf_counter() - started))
+    seconds = time.perf_counter() - started
+    print(report.text(records, notes, seconds))
     if args.json:
         report.write_json(records, args.json)
+    command = "python -m benchmarks " + shlex.join(
+        sys.argv[1:] if argv is None else argv)
+    results_paths = [args.results] if args.results else []
+    if args.plot:
+        results_paths.append(report.results_path(args.plot))
+    for path in results_paths:
+        report.write_results(path, records, command=command, seconds=seconds,
+                             load_start=load_start, servers=servers)
     if args.plot:
         report.plot(records, samples, args.plot)
     return 0

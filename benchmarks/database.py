@@ -40,6 +40,7 @@ class Backend:
     dialect: str  # SQLAlchemy's: the part of the URL before "+"
     drivers: tuple[str, ...]  # every one, first the one that populates
     analyze_sql: str
+    version_sql: str  # the server's version, for the results file
     admin_database: str | None = None  # to CREATE/DROP from; None: a file
     create_sql: str | None = None
     drop_sql: str | None = None
@@ -52,16 +53,18 @@ class Backend:
 
 
 BACKENDS = {backend.name: backend for backend in (
-    Backend("sqlite", "sqlite", ("sqlite3",), "ANALYZE"),
+    Backend("sqlite", "sqlite", ("sqlite3",), "ANALYZE",
+            "SELECT sqlite_version()"),
     Backend("postgresql", "postgresql", ("psycopg2", "psycopg"),
-            "VACUUM ANALYZE", "postgres", "CREATE DATABASE {}",
+            "VACUUM ANALYZE", "SHOW server_version", "postgres", "CREATE DATABASE {}",
             "DROP DATABASE IF EXISTS {} WITH (FORCE)", arrays=True,
             connections_sql="SELECT COUNT(*) FROM pg_stat_activity "
             "WHERE datname = %(database)s "
             "AND application_name = %(application)s",
             counts_by_application=True),
     Backend("mariadb", "mysql", ("pymysql", "mysqldb"),
-            "ANALYZE TABLE role_stashes, role_stash_roles", "mysql",
+            "ANALYZE TABLE role_stashes, role_stash_roles",
+            "SELECT VERSION()", "mysql",
             "CREATE DATABASE {} CHARACTER SET utf8mb4",
             "DROP DATABASE IF EXISTS {}",
             connections_sql="SELECT COUNT(*) FROM "
@@ -187,6 +190,14 @@ class Database:
         for table in reversed(models.Base.metadata.sorted_tables):
             cursor.execute(f"DELETE FROM {table.name}")
         self.writer.commit()
+
+    def server_version(self):
+        """Return the version the database server gives of itself."""
+        cursor = self.writer.cursor()
+        cursor.execute(self.backend.version_sql)
+        (version,) = cursor.fetchone()
+        self.writer.rollback()
+        return version
 
     def populate(self, size):
         """Stash instances up to size, 3 roles each, in big batches."""

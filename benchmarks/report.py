@@ -1,7 +1,13 @@
-"""The run's report: text tables of the records, the JSON file, and the
-plot of latency distributions and boot-storm throughput."""
+"""The run's report: text tables of the records, the JSON files (the
+records alone, or the results: the records with the machine and the
+versions they were measured on), and the plot of latency distributions and
+boot-storm throughput."""
 
+import importlib.metadata
 import json
+import os
+import pathlib
+import platform
 
 TIMING_COLUMNS = ("backend", "driver", "raw_driver", "operation", "rows",
                   "p50_us", "p99_us", "raw_p50_us", "raw_p99_us",
@@ -52,6 +58,76 @@ def write_json(records, path):
     """Write the records to path as a JSON list."""
     with open(path, "w") as output:
         json.dump(records, output, indent=2)
+        output.write("\n")
+
+
+# The libraries whose versions the results file names, by distribution,
+# and the drivers', by module: a driver installs under one of several
+# distributions (psycopg2 or psycopg2-binary), and PyMySQL's __version__
+# is the mysqlclient version it stands in for.
+LIBRARIES = ("SQLAlchemy", "oslo.db", "alembic")
+DRIVER_MODULES = ("psycopg", "psycopg2", "pymysql", "MySQLdb")
+
+
+def _cpu():
+    """Return the CPU's model name, as the kernel gives it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine():
+    """Return what a reader of the results needs to know of the machine:
+    its CPU, cores and kernel."""
+    return {"cpu": _cpu(), "cores": os.cpu_count(),
+            "kernel": f"{platform.system()} {platform.release()}"}
+
+
+def load():
+    """Return the machine's load average over the last minute."""
+    return round(os.getloadavg()[0], 2)
+
+
+def versions(servers):
+    """Return {name: version} of Python, the libraries, every driver that
+    can be imported here, and the servers ({backend: its version})."""
+    found = {"Python": platform.python_version()}
+    for name in LIBRARIES:
+        found[name] = importlib.metadata.version(name)
+    distributions = importlib.metadata.packages_distributions()
+    for module in DRIVER_MODULES:
+        for distribution in distributions.get(module, ()):
+            found[distribution] = importlib.metadata.version(distribution)
+    found.update((f"{backend} server", version)
+                 for backend, version in servers.items())
+    return found
+
+
+def results_path(plot_path):
+    """Return where the results of a run that drew plot_path go: beside
+    it, the same name ending in .json."""
+    return pathlib.Path(plot_path).with_suffix(".json")
+
+
+def write_results(path, records, *, command, seconds, load_start, servers):
+    """Write the run's results to path: the command, the machine (its load
+    at the start, load_start, and now), the versions and the records."""
+    results = {
+        "command": command,
+        "seconds": round(seconds, 1),
+        "machine": {**machine(), "load_start": load_start,
+                    "load_end": load()},
+        "versions": versions(servers),
+        "records": records,
+    }
+    with open(path, "w", encoding="utf-8") as output:
+        json.dump(results, output, indent=2, ensure_ascii=False)
         output.write("\n")
 
 

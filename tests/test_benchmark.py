@@ -37,18 +37,30 @@ def _positive(value):
 
 
 def _run(arguments, database_url, tmp_path):
-    """Run the benchmark on database_url's backend; return its records."""
+    """Run the benchmark on database_url's backend; return its records,
+    which its results file names with the machine and the versions."""
     backend = SCRIPT_BACKENDS[make_url(database_url).get_backend_name()]
     output = tmp_path / "benchmark.json"
+    results_file = tmp_path / "results.json"
     result = subprocess.run(
         [sys.executable, *arguments, "--quick", "--calls", "50",
          "--backends", backend, f"--{backend}-url", database_url,
-         "--use-existing-database", "--json", str(output)],
+         "--use-existing-database", "--json", str(output),
+         "--results", str(results_file)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     records = json.loads(output.read_text())
     assert isinstance(records, list)
     assert {record["backend"] for record in records} == {backend}
+    results = json.loads(results_file.read_text())
+    assert results["records"] == records
+    assert results["command"].startswith("python -m benchmarks --")
+    assert _positive(results["seconds"])
+    assert results["machine"].keys() == {"cpu", "cores", "kernel",
+                                         "load_start", "load_end"}
+    assert _positive(results["machine"]["cores"])
+    assert {"Python", "SQLAlchemy", "oslo.db", f"{backend} server"} <= (
+        results["versions"].keys())
     return backend, records, result.stdout
 
 

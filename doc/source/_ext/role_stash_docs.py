@@ -213,20 +213,81 @@ def _first_paragraph(table):
     return ""
 
 
-def _figure(value, unit=""):
+def _figure(value):
+    """Return a figure of a results file as the tables show it."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        text = f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
-    else:
-        text = f"{value:,}"
-    return text + unit
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return f"{value:,}"
+
+
+def benchmark_results(results, name, image=None):
+    """Return, as lines of reStructuredText, a benchmark's results file
+    (benchmarks/report.py's write_results) named name: its machine,
+    versions and figures, and the plot image (a document path) if given."""
+    machine = results["machine"]
+    yield ("The figures below are read from the results file committed "
+           f"with this tree, ``{name}``, written by "
+           f"``{results['command']}`` in {_figure(results['seconds'])} s.")
+    yield ""
+    yield from _list_table(["machine and versions", ""], [
+        ["CPU", machine["cpu"]],
+        ["cores", _figure(machine["cores"])],
+        ["kernel", machine["kernel"]],
+        ["load average, start / end", f"{_figure(machine['load_start'])} / "
+                                      f"{_figure(machine['load_end'])}"],
+        *[[library, version]
+          for library, version in sorted(results["versions"].items())],
+    ])
+    records = results["records"]
+    timings = [record for record in records if "p50_us" in record
+               and record["operation"] != "storm"]
+    if timings:
+        yield "Single calls (µs; ratio: repository / raw):"
+        yield ""
+        yield from _list_table(
+            ["backend", "repository on", "raw", "operation", "stashes",
+             "p50", "p99", "raw p50", "raw p99", "ratio p50", "ratio p99"],
+            [[record["backend"], record["driver"], record["raw_driver"],
+              record["operation"], _figure(record["rows"]),
+              _figure(record["p50_us"]), _figure(record["p99_us"]),
+              _figure(record["raw_p50_us"]), _figure(record["raw_p99_us"]),
+              _figure(record["ratio_p50"]), _figure(record["ratio_p99"])]
+             for record in timings])
+    storms = [record for record in records if record["operation"] == "storm"]
+    if storms:
+        yield "Boot storms (reads per second; latency under load in µs):"
+        yield ""
+        yield from _list_table(
+            ["backend", "layout", "repository on", "raw", "reads/s",
+             "raw reads/s", "p99", "raw p99", "connections",
+             "raw connections"],
+            [[record["backend"], record["layout"], record["driver"],
+              record["raw_driver"], _figure(record["reads_per_s"]),
+              _figure(record["raw_reads_per_s"]), _figure(record["p99_us"]),
+              _figure(record["raw_p99_us"]), _figure(record["connections"]),
+              _figure(record["raw_connections"])] for record in storms])
+    costs = [record for record in records
+             if record["operation"] == "read_cost"]
+    if costs:
+        yield "Read cost (client instructions per read, by layer):"
+        yield ""
+        yield from _list_table(
+            ["backend", "driver", "layer", "instructions per read", "added"],
+            [[record["backend"], record["driver"], record["layer"],
+              _figure(record["instructions_per_read"]),
+              _figure(record["added"])] for record in costs])
+    if image:
+        yield f".. image:: {image}"
+        yield f"   :alt: read latency and boot-storm throughput of {name}"
+        yield ""
 
 
 class BenchmarkResults(_Generated):
-    """``.. role-stash-benchmark-results::``: the committed run's machine,
-    versions and figures, from its JSON file (conf.py's
-    role_stash_benchmark_results); a sentence saying there is none
+    """``.. role-stash-benchmark-results::``: the committed run's results
+    (conf.py's role_stash_benchmark_results, a results file), with its
+    plot when one is beside it in _static; a sentence saying there is none
     otherwise."""
 
     origin = "<benchmark results>"
@@ -235,72 +296,15 @@ class BenchmarkResults(_Generated):
         path = pathlib.Path(self.config.role_stash_benchmark_results)
         if not path.is_file():
             yield ("No results file is committed with this tree: run the "
-                   "benchmark as above to get figures of your own machine.")
+                   "benchmark as above for figures of your own machine.")
             return
         self.env.note_dependency(str(path))
-        results = json.loads(path.read_text(encoding="utf-8"))
-        machine, versions = results["machine"], results["versions"]
-        yield ("The figures below are read from the results file committed "
-               f"with this tree, ``{path.name}``, written by "
-               f"``{results.get('command', 'python -m benchmarks')}``.")
-        yield ""
-        yield from _list_table(["", ""], [
-            ["CPU", machine.get("cpu")],
-            ["cores", _figure(machine.get("cores"))],
-            ["kernel", machine.get("kernel")],
-            ["load average, start / end", " / ".join(
-                _figure(load) for load in (machine.get("load_start"),
-                                           machine.get("load_end")))],
-            *[[name, version] for name, version in sorted(versions.items())],
-        ])
-        timings = [record for record in results["records"]
-                   if "p50_us" in record and record["operation"] not in (
-                       "storm",)]
-        if timings:
-            yield "Single calls (µs; ratio: repository / raw):"
-            yield ""
-            yield from _list_table(
-                ["backend", "repository on", "raw", "operation", "stashes",
-                 "p50", "p99", "raw p50", "raw p99", "ratio p50",
-                 "ratio p99"],
-                [[record["backend"], record["driver"], record["raw_driver"],
-                  record["operation"], _figure(record["rows"]),
-                  _figure(record["p50_us"]), _figure(record["p99_us"]),
-                  _figure(record["raw_p50_us"]), _figure(record["raw_p99_us"]),
-                  _figure(record["ratio_p50"]), _figure(record["ratio_p99"])]
-                 for record in timings])
-        storms = [record for record in results["records"]
-                  if record["operation"] == "storm"]
-        if storms:
-            yield "Boot storms (reads per second, latency under load in µs):"
-            yield ""
-            yield from _list_table(
-                ["backend", "layout", "repository on", "raw", "reads/s",
-                 "raw reads/s", "p99", "raw p99", "connections",
-                 "raw connections"],
-                [[record["backend"], record["layout"], record["driver"],
-                  record["raw_driver"], _figure(record["reads_per_s"]),
-                  _figure(record["raw_reads_per_s"]),
-                  _figure(record["p99_us"]), _figure(record["raw_p99_us"]),
-                  _figure(record["connections"]),
-                  _figure(record["raw_connections"])] for record in storms])
-        costs = [record for record in results["records"]
-                 if record["operation"] == "read_cost"]
-        if costs:
-            yield "Read cost (client instructions per read, by layer):"
-            yield ""
-            yield from _list_table(
-                ["backend", "driver", "layer", "instructions per read",
-                 "added"],
-                [[record["backend"], record["driver"], record["layer"],
-                  _figure(record["instructions_per_read"]),
-                  _figure(record["added"])] for record in costs])
         plot = path.with_suffix(".png")
-        if plot.is_file():
-            yield f".. image:: /_static/{plot.name}"
-            yield f"   :alt: read latency and boot-storm throughput of {path.name}"
-            yield ""
-
+        static = pathlib.Path(self.env.srcdir) / "_static"
+        image = (f"/_static/{plot.name}"
+                 if plot.is_file() and plot.parent == static else None)
+        yield from benchmark_results(
+            json.loads(path.read_text(encoding="utf-8")), path.name, image)
 
 
 class _EmptyGlobs(logging.Filter):
