@@ -1,5 +1,7 @@
-"""An operator with only the installed wheel can migrate and manage."""
+"""An operator with only the installed wheel can migrate and manage, and
+the wheel carries its licence."""
 
+import importlib.metadata
 import os
 import pathlib
 import subprocess
@@ -31,6 +33,17 @@ def test_wheel_carries_the_migrations(installed_wheel):
     assert (migrations / "script.py.mako").is_file()
     assert sorted(path.name for path in (migrations / "versions").glob("*.py"))
     assert not (installed_wheel / "alembic").exists()
+
+
+def test_wheel_carries_the_licence(installed_wheel):
+    dist_info, = installed_wheel.glob("role_stash-*.dist-info")
+    metadata = importlib.metadata.Distribution.at(dist_info).metadata
+    assert (metadata["License-Expression"] or metadata["License"]) == (
+        "Apache-2.0")
+    assert ("License :: OSI Approved :: Apache Software License"
+            in metadata.get_all("Classifier"))
+    licence, = dist_info.rglob("LICENSE")
+    assert licence.read_text() == (ROOT / "LICENSE").read_text()
 
 
 def test_installed_package_migrates_without_a_checkout(installed_wheel,
