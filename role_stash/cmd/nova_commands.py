@@ -26,6 +26,15 @@ def _batch_args(handler):
                 help="rows per batch and transaction, at most 1000")(handler)
 
 
+def _with_nova(arguments, context_manager):
+    """Return (the repository, Nova's database) of a command that reads
+    Nova's tables; InvalidArgument if Nova's database has none."""
+    repository = api.StashRepository(context_manager)
+    nova = common.nova_database(arguments, repository)
+    nova.require_nova_tables("Nova's database")
+    return repository, nova
+
+
 def _import_text(summary):
     verb = "would take" if summary.dry_run else "taken"
     lines = [f"{verb}: {summary.taken}",
@@ -46,9 +55,7 @@ def _import_text(summary):
 @_batch_args
 def import_nova(arguments, context_manager):
     """Stash the boot_roles of Nova's live instances that have no stash."""
-    repository = api.StashRepository(context_manager)
-    nova = common.nova_database(arguments, repository)
-    nova.require_nova_tables("Nova's database")
+    repository, nova = _with_nova(arguments, context_manager)
     with common.progress_bar(arguments, nova.count_instances,
                              "instance") as progress:
         summary = boot_roles.import_from_nova(
@@ -91,9 +98,7 @@ def _orphans_text(summary):
            f"orphan_grace_period, {conf_manage.ORPHAN_GRACE_PERIOD}")
 def delete_orphans(arguments, context_manager):
     """Soft-delete stashes whose instance Nova deleted or no longer has."""
-    repository = api.StashRepository(context_manager)
-    nova = common.nova_database(arguments, repository)
-    nova.require_nova_tables("Nova's database")
+    repository, nova = _with_nova(arguments, context_manager)
     grace_period = (arguments.grace_period
                     if arguments.grace_period is not None
                     else arguments.conf.role_stash.orphan_grace_period)
