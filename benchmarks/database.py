@@ -56,7 +56,8 @@ BACKENDS = {backend.name: backend for backend in (
     Backend("sqlite", "sqlite", ("sqlite3",), "ANALYZE",
             "SELECT sqlite_version()"),
     Backend("postgresql", "postgresql", ("psycopg2", "psycopg"),
-            "VACUUM ANALYZE", "SHOW server_version", "postgres", "CREATE DATABASE {}",
+            "VACUUM ANALYZE", "SHOW server_version", "postgres",
+            "CREATE DATABASE {}",
             "DROP DATABASE IF EXISTS {} WITH (FORCE)", arrays=True,
             connections_sql="SELECT COUNT(*) FROM pg_stat_activity "
             "WHERE datname = %(database)s "

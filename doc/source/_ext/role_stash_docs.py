@@ -2,6 +2,7 @@
 the prose names (as substitutions), the schema (from the models) and the
 benchmark's results (from a run's JSON file, when one is committed)."""
 
+import argparse
 import ast
 import datetime
 import json
@@ -10,29 +11,30 @@ import pathlib
 
 from docutils.statemachine import StringList
 from oslo_upgradecheck import upgradecheck
+from sphinx.util.docutils import SphinxDirective
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sphinx.util.docutils import SphinxDirective
 
-from role_stash.cmd import manage
+from role_stash.cmd import common as manage
+from role_stash.cmd import manage as manage_command
 from role_stash.conf import manage as conf_manage
-from role_stash.db import api
-from role_stash.db import archive
 from role_stash.db import engines
 from role_stash.db import migration
 from role_stash.db import models
 from role_stash.db import nova_tables
+from role_stash.db import reply_cache
+from role_stash.db import retries as db_retries
 from role_stash.db import validation
-from role_stash.nova import boot_roles
-from role_stash.nova import orphans
 from role_stash.nova import vendordata
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
+# Alembic's environment script: read, never imported (it migrates).
+ENV = ROOT / "alembic" / "env.py"
 
 
 def _module_constant(path, name):
-    """Return the literal a module assigns to name, read without importing
-    it (alembic/env.py runs migrations when imported)."""
+    """Return the literal the module at path assigns to name, read
+    without importing it."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for statement in tree.body:
         if (isinstance(statement, ast.Assign)
@@ -51,9 +53,28 @@ def _size(count):
 
 
 def _seconds(value):
+    """Return seconds, or a timedelta, as seconds."""
     if isinstance(value, datetime.timedelta):
         value = value.total_seconds()
     return f"{value:g} s"
+
+
+def _duration(delta):
+    """Return a timedelta in days when it is whole days, else seconds."""
+    days, rest = divmod(delta.total_seconds(), 24 * 3600)
+    if days and not rest:
+        return f"{days:g} day{'s' if days != 1 else ''}"
+    return _seconds(delta)
+
+
+def _command_defaults():
+    """Return default(command, option): the default of a role-stash-manage
+    command's option, read from the command line its own add_commands
+    builds."""
+    subparsers = argparse.ArgumentParser().add_subparsers()
+    manage_command.add_commands(subparsers)
+    return lambda command, option: str(subparsers.choices[command].get_default(
+        option.lstrip("-").replace("-", "_")))
 
 
 def _retry_pauses(retries):
@@ -70,8 +91,9 @@ def _retry_pauses(retries):
 def values():
     """Return {substitution name: reStructuredText} of every value of
     role_stash's code that the pages name."""
-    retries = engines.DEFAULT_RETRIES
+    retries = db_retries.DEFAULT_RETRIES
     pauses = _retry_pauses(retries)
+    default = _command_defaults()
     return {
         # Validation, at the door.
         "max_limit": str(validation.MAX_LIMIT),
@@ -84,12 +106,11 @@ def values():
         "nova_value_length": str(nova_tables.VALUE_LENGTH),
         # The vendordata cache.
         "max_cached_body": _size(vendordata.MAX_CACHED_BODY),
-        "revalidate_keep": _seconds(api.REVALIDATE_KEEP),
+        "revalidate_keep": _duration(reply_cache.REVALIDATE_KEEP),
         # Engines and retries.
         "default_url": f"``{engines.DEFAULT_URL}``",
         "url_variable": f"``{engines.URL_ENVIRONMENT_VARIABLE}``",
         "retry_max_retries": str(retries["max_retries"]),
-        "retry_tries": str(retries["max_retries"] + 1),
         "retry_interval": _seconds(retries["retry_interval"]),
         "retry_max_interval": _seconds(retries["max_retry_interval"]),
         "retry_window": _seconds(round(sum(pauses), 3)),
@@ -97,8 +118,9 @@ def values():
         "replica_retry_interval": _seconds(engines.REPLICA_RETRY_INTERVAL),
         # Migrations.
         "version_table": f"``{migration.VERSION_TABLE}``",
-        "lock_timeout": f"``{_module_constant(ROOT / 'alembic' / 'env.py', 'DEFAULT_LOCK_TIMEOUT')}``",
-        "lock_timeout_variable": f"``{_module_constant(ROOT / 'alembic' / 'env.py', 'LOCK_TIMEOUT_VARIABLE')}``",
+        "lock_timeout": f"``{_module_constant(ENV, 'DEFAULT_LOCK_TIMEOUT')}``",
+        "lock_timeout_variable":
+            f"``{_module_constant(ENV, 'LOCK_TIMEOUT_VARIABLE')}``",
         "check_at_head": str(migration.AT_HEAD),
         "check_expand_pending": str(migration.EXPAND_PENDING),
         "check_contract_pending": str(migration.CONTRACT_PENDING),
@@ -113,12 +135,12 @@ def values():
         "upgrade_success": str(upgradecheck.Code.SUCCESS.value),
         "upgrade_warning": str(upgradecheck.Code.WARNING.value),
         "upgrade_failure": str(upgradecheck.Code.FAILURE.value),
-        "archive_max_rows": str(manage.ARCHIVE_MAX_ROWS),
-        "archive_batch_size": str(archive.BATCH_SIZE),
-        "import_batch_size": str(boot_roles.BATCH_SIZE),
-        "import_listed": str(boot_roles.LISTED_REFUSALS),
-        "orphans_batch_size": str(orphans.BATCH_SIZE),
-        "orphans_listed": str(orphans.LISTED_ORPHANS),
+        "archive_max_rows": default("archive-deleted", "--max-rows"),
+        "archive_batch_size": default("archive-deleted", "--batch-size"),
+        "import_batch_size": default("import-nova", "--batch-size"),
+        "import_listed": default("import-nova", "--max-listed"),
+        "orphans_batch_size": default("delete-orphans", "--batch-size"),
+        "orphans_listed": default("delete-orphans", "--max-listed"),
         "orphan_grace_period": _seconds(conf_manage.ORPHAN_GRACE_PERIOD),
         "deleted_rows_warn_after_days": str(
             conf_manage.DELETED_ROWS_WARN_AFTER_DAYS),
@@ -146,11 +168,10 @@ class _Generated(SphinxDirective):
             allow_section_headings=True)
 
 
-def _list_table(header, rows, widths=None):
+def _list_table(header, rows):
+    """Yield a list-table of a header row and rows of cells, as lines."""
     yield ".. list-table::"
     yield "   :header-rows: 1"
-    if widths:
-        yield f"   :widths: {' '.join(map(str, widths))}"
     yield ""
     for row in [header] + rows:
         first = True
@@ -160,15 +181,23 @@ def _list_table(header, rows, widths=None):
     yield ""
 
 
+def _columns(columns):
+    """Return the names of columns, comma-separated."""
+    return ", ".join(column.name for column in columns)
+
+
 class SchemaTables(_Generated):
-    """``.. role-stash-schema::``: each table of role_stash's models, its
-    columns, keys and indexes, as the models declare them."""
+    """``.. role-stash-schema::``: each table of role_stash's models, live
+    tables first, with its columns, keys and indexes as the models
+    declare them."""
 
     origin = "<role_stash.db.models>"
 
     def lines(self):
         dialect = postgresql.dialect()
-        for table in models.Base.metadata.sorted_tables:
+        tables = sorted(models.Base.metadata.sorted_tables,
+                        key=lambda table: table.name.endswith("_shadow"))
+        for table in tables:
             yield f"``{table.name}``"
             yield "-" * (len(table.name) + 4)
             yield ""
@@ -188,19 +217,16 @@ class SchemaTables(_Generated):
                     else f"references {foreign}" if foreign else ""])
             yield from _list_table(["column", "PostgreSQL type", "null",
                                     "key"], rows)
-            keys = [constraint for constraint in table.constraints
-                    if isinstance(constraint, sa.UniqueConstraint)]
             indexed = [f"``{constraint.name}`` (unique: "
-                       + ", ".join(column.name for column in constraint.columns)
-                       + ")" for constraint in keys]
-            indexed += [f"``{index.name}`` ("
-                        + ", ".join(column.name for column in index.columns)
-                        + ")" for index in sorted(table.indexes,
-                                                  key=lambda i: i.name)]
+                       f"{_columns(constraint.columns)})"
+                       for constraint in table.constraints
+                       if isinstance(constraint, sa.UniqueConstraint)]
+            indexed += [f"``{index.name}`` ({_columns(index.columns)})"
+                        for index in sorted(table.indexes,
+                                            key=lambda index: index.name)]
             if indexed:
                 yield "Keys and indexes: " + "; ".join(indexed) + "."
                 yield ""
-
 
 
 def _first_paragraph(table):
