@@ -15,6 +15,9 @@ from sphinx.util.docutils import SphinxDirective
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from benchmarks import cli as benchmark_cli
+from benchmarks import raw as benchmark_raw
+from benchmarks.scenarios import boot_storm
 from role_stash.cmd import common as manage
 from role_stash.cmd import manage as manage_command
 from role_stash.conf import manage as conf_manage
@@ -75,6 +78,18 @@ def _command_defaults():
     manage_command.add_commands(subparsers)
     return lambda command, option: str(subparsers.choices[command].get_default(
         option.lstrip("-").replace("-", "_")))
+
+
+def _rows(count):
+    """Return a count of rows as the benchmark names table sizes: 10k, 1M."""
+    for suffix, size in (("M", 1_000_000), ("k", 1000)):
+        if count >= size and count % size == 0:
+            return f"{count // size}{suffix}"
+    return str(count)
+
+
+def _layouts(layouts):
+    return ", ".join(f"{workers} × {threads}" for workers, threads in layouts)
 
 
 def _retry_pauses(retries):
@@ -144,6 +159,13 @@ def values():
         "orphan_grace_period": _seconds(conf_manage.ORPHAN_GRACE_PERIOD),
         "deleted_rows_warn_after_days": str(
             conf_manage.DELETED_ROWS_WARN_AFTER_DAYS),
+        # The benchmark.
+        "bench_sizes": ", ".join(map(_rows, benchmark_cli.FULL.sizes)),
+        "bench_quick_sizes": ", ".join(
+            map(_rows, benchmark_cli.QUICK.sizes)),
+        "bench_roles": str(len(benchmark_raw.ROLES)),
+        "bench_layouts": _layouts(boot_storm.DEFAULT_LAYOUTS),
+        "bench_lone_worker": _layouts([boot_storm.LONE_WORKER]),
     }
 
 
