@@ -48,9 +48,10 @@ def test_the_documentation_builds_without_a_warning(tmp_path):
     assert (tmp_path / "configuration" / "config.html").is_file()
 
 
-def test_a_benchmark_results_file_renders_as_valid_text():
+def test_a_benchmark_results_file_renders_as_valid_text(monkeypatch):
     """What the benchmark page shows of a committed results file (none is
     committed now, so the build above does not show it)."""
+    monkeypatch.syspath_prepend(str(ROOT))  # as conf.py does: benchmarks
     spec = importlib.util.spec_from_file_location("role_stash_docs",
                                                   EXTENSION)
     extension = importlib.util.module_from_spec(spec)
