@@ -1,11 +1,11 @@
 """Sphinx configuration of role_stash's documentation.
 
 Every figure the prose gives that the code defines (limits, defaults, exit
-codes, the retry window) is read here from role_stash's modules and handed
-to the pages as a substitution, so the pages cannot drift from the code.
+codes, the retry window) is read from role_stash's modules at build time
+by the extension in _ext/ and handed to the pages as a substitution, so
+the pages cannot drift from the code.
 """
 
-import os
 import pathlib
 import sys
 
@@ -22,7 +22,6 @@ author = "role_stash contributors"
 
 extensions = [
     "sphinx.ext.autodoc",
-    "sphinx.ext.intersphinx",
     "oslo_config.sphinxext",
     "oslo_config.sphinxconfiggen",
     "role_stash_docs",
@@ -34,9 +33,6 @@ config_generator_config_file = [
     (str(ROOT / "etc" / "oslo-config-generator" / "role_stash.conf"),
      "_static/role_stash"),
 ]
-
-# Offline builds: no inventories are fetched.
-intersphinx_mapping = {}
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"
@@ -53,10 +49,8 @@ html_theme_options = {"description": "The creating user's roles of each "
 html_copy_source = False
 html_show_sourcelink = False
 
-
 rst_epilog = role_stash_docs.substitutions()
 
-# The benchmark's results, when a run's JSON is committed beside its plot.
-role_stash_benchmark_results = os.environ.get(
-    "ROLE_STASH_DOCS_BENCHMARK_RESULTS",
-    str(SOURCE / "_static" / "benchmark.json"))
+# The benchmark's results file, shown when a run's is committed (with the
+# plot it drew beside it).
+role_stash_benchmark_results = str(SOURCE / "_static" / "benchmark.json")
