@@ -10,7 +10,7 @@ and repeating role lists. The oracles below restate the README's rules
 apart from role_stash.db.validation, and say which fields a value breaks.
 Each test runs its examples on one cleaned repository, every example under
 UUIDs of its own, and checks the tables hold exactly what was accepted.
-The profiles and the count of cases: tests/conftest.py.
+The profiles and the count of cases: tests/fixtures/generated_cases.py.
 """
 
 import collections.abc
@@ -348,7 +348,7 @@ def run(repository, count_statements, server, generated_cases):
 
 def stored_uuids(repository):
     """{instance_uuid: number of role rows} of every stash row, live or not."""
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     with engine.connect() as connection:
         return dict(connection.execute(
             sa.select(api.STASHES.c.instance_uuid,
@@ -547,7 +547,7 @@ BATCHES = st.one_of(st.integers(-3, MAX_BATCH + 3), st.sampled_from(
 def test_purge_deleted_removes_only_stashes_deleted_before_the_cutoff(
         repository, run):
     live = make_stash(repository)
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
 
     def deleted_before(cutoff):
         with engine.connect() as connection:
@@ -875,7 +875,7 @@ def test_store_reply_keeps_a_reply_exactly_or_refuses_it(repository, run):
         accepted[aim] = reply
 
     check()
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     with engine.connect() as connection:
         assert sorted(connection.execute(sa.select(
             api.REPLIES.c.instance_uuid)).scalars()) == sorted(accepted)

@@ -12,14 +12,12 @@ default run, CI's, is the short form of the same tests.
 
 import collections
 import contextlib
-import logging
 import os
 import pathlib
 import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -32,12 +30,11 @@ import sqlalchemy as sa
 
 from role_stash.db import api
 from role_stash import exception
-from role_stash.db import migration
 from role_stash.db import models
+from tests.fixtures import logs
+from tests import helpers
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
-STRICT = bool(os.environ.get("ROLE_STASH_REQUIRE_ALL_BACKENDS")
-              or os.environ.get("CI"))
 FULL = os.environ.get("ROLE_STASH_GALERA") == "full"
 # ROLE_STASH_GALERA_KEEP=1 keeps the nodes' folders (logs, data) after the
 # run, for a post-mortem; the processes are stopped all the same.
@@ -72,12 +69,6 @@ class GaleraRun:
 
 # --- The cluster --------------------------------------------------------
 
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _as_mysql():
     """The command prefix that runs a server program as the mysql user
     (when root), dying with the test process should it die first."""
@@ -98,10 +89,10 @@ class Node:
         self.number = number
         self.name = f"node{number}"
         self.folder = folder
-        self.port = _free_port()
-        self.gcomm_port = _free_port()
-        self.ist_port = _free_port()
-        self.sst_port = _free_port()
+        self.port = helpers.free_port()
+        self.gcomm_port = helpers.free_port()
+        self.ist_port = helpers.free_port()
+        self.sst_port = helpers.free_port()
         self.process = None
         self.boots = 0
 
@@ -415,10 +406,7 @@ def galera(galera_report):
 
 
 def _skip_or_fail(reason):
-    message = f"Galera cluster unavailable: {reason}"
-    if STRICT:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    helpers.skip_or_fail(f"Galera cluster unavailable: {reason}")
 
 
 @pytest.fixture(scope="package")
@@ -429,12 +417,7 @@ def galera_database(galera):
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
     connection.close()
-    engine = sa.create_engine(galera.nodes[0].url())
-    try:
-        with engine.begin() as connection:
-            migration.upgrade(connection)
-    finally:
-        engine.dispose()
+    helpers.upgrade(galera.nodes[0].url())
     return DATABASE
 
 
@@ -486,19 +469,8 @@ class DeadlockCounter:
 def deadlocks_seen():
     """A DeadlockCounter counting for the test's length."""
     counter = DeadlockCounter()
-    handler = logging.Handler(logging.DEBUG)
-    handler.emit = counter.emit
-    logger = logging.getLogger("oslo_db.api")
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    sa.event.listen(sa.Engine, "handle_error", counter.on_error)
-    try:
+    with logs.retries_and_errors(counter.emit, counter.on_error):
         yield counter
-    finally:
-        sa.event.remove(sa.Engine, "handle_error", counter.on_error)
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def server_conflicts(cluster):
@@ -512,10 +484,6 @@ def server_conflicts(cluster):
 
 
 # --- The ledger: what callers were told, and the audit ---------------------
-
-def payload_of(stash):
-    return (stash.project_id, stash.user_id, tuple(stash.roles))
-
 
 class Ledger:
     """What callers were told, per instance: the state its last answered
@@ -645,7 +613,7 @@ class OwnWrites:
                 stash = self.repository.stash_roles(
                     instance_uuid, project_id=state[0], user_id=state[1],
                     roles=list(roles), replace=action == "replace")
-                assert payload_of(stash) == state
+                assert helpers.payload_of(stash) == state
         except exception.RoleStashError as error:
             self.ledger.count(f"{action} {type(error).__name__}")
             if isinstance(error, exception.DatabaseUnavailable):
@@ -709,7 +677,7 @@ def galera_tools():
     """The module-level helpers, for tests (a conftest cannot be imported
     under --import-mode=importlib)."""
     class Tools:
-        payload = staticmethod(payload_of)
+        payload = staticmethod(helpers.payload_of)
         live_stashes = staticmethod(live_stashes)
         before_commit_on = staticmethod(before_commit_on)
         conflicts = staticmethod(server_conflicts)
