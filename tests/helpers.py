@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 import testing.postgresql
 
-from role_stash.db import archive
 from role_stash.db import migration
+from role_stash.db import models
 
 # The instance of the README's example.
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
@@ -104,6 +104,6 @@ def deleted_on(repository, index, when):
     engine = repository.context_manager.writer.get_engine()
     with engine.begin() as connection:
         connection.execute(
-            sa.update(archive.STASHES)
-            .where(archive.STASHES.c.instance_uuid == uuid_of(index))
+            sa.update(models.STASHES)
+            .where(models.STASHES.c.instance_uuid == uuid_of(index))
             .values(deleted_at=when))

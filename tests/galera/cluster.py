@@ -136,7 +136,8 @@ class GaleraCluster:
                                     f"(Debian's galera-4)")
         if os.geteuid() == 0:
             pwd.getpwnam("mysql")
-        self.folder = pathlib.Path(tempfile.mkdtemp(prefix="role_stash_galera_"))
+        self.folder = pathlib.Path(
+            tempfile.mkdtemp(prefix="role_stash_galera_"))
         self.nodes = [Node(number, self.folder / f"node{number}")
                       for number in range(1, NODES + 1)]
         self.started_seconds = None

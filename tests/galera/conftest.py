@@ -22,11 +22,10 @@ import sqlalchemy as sa
 
 from role_stash.db import api
 from role_stash.db import models
+from tests import helpers
 from tests.fixtures import logs
 from tests.galera import cluster as galera_cluster
 from tests.galera import load
-from tests import helpers
-
 
 # --- What the run measured, for the summary -------------------------------
 

@@ -10,6 +10,7 @@ import uuid
 from role_stash import exception
 from tests import helpers
 
+
 class Ledger:
     """What callers were told, per instance: the state its last answered
     call left (a payload, or None when deleted), and, when a later call
@@ -66,7 +67,8 @@ class Ledger:
             counts[name] = {"lost": lost, "phantom": phantom}
         divergent = sorted(
             instance_uuid for instance_uuid in self.in_doubt
-            if len({held.get(instance_uuid) for held in holdings.values()}) > 1)
+            if len({held.get(instance_uuid)
+                    for held in holdings.values()}) > 1)
         return counts, divergent
 
 
@@ -86,7 +88,8 @@ def live_stashes(node, database):
         connection.close()
     held = {}
     for instance_uuid, project_id, user_id, name in rows:
-        project, user, roles = held.get(instance_uuid, (project_id, user_id, ()))
+        project, user, roles = held.get(instance_uuid,
+                                        (project_id, user_id, ()))
         held[instance_uuid] = (project, user,
                                roles + ((name,) if name is not None else ()))
     return held
