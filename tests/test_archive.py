@@ -20,16 +20,14 @@ import sqlalchemy as sa
 from role_stash.db import archive
 from role_stash.cmd import manage as role_stash_manage
 from role_stash.nova import http_cache
+from tests.helpers import deleted_on
+from tests.helpers import uuid_of
 
 MANAGE = pathlib.Path(sys.executable).with_name("role-stash-manage")
 ROLES = ["zeta", "alpha", "member"]
 NOW = datetime.datetime(2026, 11, 30, 12, 0, 0)
 FRESH = http_cache.Freshness(NOW + datetime.timedelta(minutes=1), None,
                              '"v1"', None)
-
-
-def uuid_of(index):
-    return f"00000000-0000-4000-8000-{index:012d}"
 
 
 def stash(repository, index, roles=ROLES):
@@ -107,17 +105,6 @@ def test_archive_moves_the_replies_of_instances_with_no_live_stash(
     assert [row[:3] for row in archived] == [
         (uuid_of(2), "service", '{"late": 1}'),
         (uuid_of(3), "other", '{"none": 1}')]
-
-
-def deleted_on(repository, index, when):
-    """Soft-delete a stash as if at when."""
-    repository.delete_stash(uuid_of(index))
-    engine = repository.context_manager.writer.get_engine()
-    with engine.begin() as connection:
-        connection.execute(
-            sa.update(archive.STASHES)
-            .where(archive.STASHES.c.instance_uuid == uuid_of(index))
-            .values(deleted_at=when))
 
 
 def test_archive_before_a_date_leaves_later_deletions(repository,

@@ -10,7 +10,7 @@ and repeating role lists. The oracles below restate the documented rules
 apart from role_stash.db.validation, and say which fields a value breaks.
 Each test runs its examples on one cleaned repository, every example under
 UUIDs of its own, and checks the tables hold exactly what was accepted.
-The profiles and the count of cases: tests/conftest.py.
+The profiles and the count of cases: tests/fixtures/generated_cases.py.
 """
 
 import collections.abc

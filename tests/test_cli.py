@@ -9,8 +9,8 @@ import pytest
 
 from role_stash.cmd import manage as role_stash_manage
 from role_stash.db import migration
+from tests.helpers import INSTANCE
 
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 MANAGE = pathlib.Path(sys.executable).with_name("role-stash-manage")
 
 

@@ -10,8 +10,8 @@ import re
 import pytest
 
 from role_stash.cmd import manage
+from tests.helpers import INSTANCE
 
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 SECRETS = ("project-kept-out-of-logs", "user-kept-out-of-logs",
            "role-kept-out-of-logs", INSTANCE)
 

@@ -7,7 +7,6 @@ caller's own retry) and the caller's transaction is rolled back. SQLite
 serializes writers and has no deadlock."""
 
 import threading
-import time
 
 from oslo_db import exception as db_exc
 from oslo_db.sqlalchemy import enginefacade
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 
 from role_stash.db import api
 from role_stash import exception
+from tests.helpers import wait_until
 
 SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")
 INSTANCE = "5d7c3a1e-4b2f-4c6d-8e9f-0a1b2c3d4e5f"
@@ -29,13 +29,6 @@ DEADLINE = 30
 @enginefacade.transaction_context_provider
 class Context:
     """A caller's request context, as Nova's RequestContext is one."""
-
-
-def wait_until(predicate, what):
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} did not happen"
-        time.sleep(0.01)
 
 
 class Rival:
@@ -124,7 +117,7 @@ def deadlock(url, write):
         rival.lock_the_roles_of(stash_id_of(url, INSTANCE))
         thread.start()
         wait_until(lambda: outcome or rival.stash_row_taken(),
-                   "the stash write taking the stash row")
+                   "the stash write taking the stash row", DEADLINE)
         assert not outcome, f"the stash write did not wait: {outcome}"
         rival.close_the_cycle()
     finally:

@@ -5,13 +5,8 @@ import sqlalchemy as sa
 
 from role_stash.db import api
 from role_stash import exception
-
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
-
-
-def stash(repository, instance=INSTANCE, roles=("member",)):
-    return repository.stash_roles(instance, project_id="p", user_id="u",
-                                  roles=list(roles))
+from tests.helpers import INSTANCE
+from tests.helpers import stash
 
 
 def row_counts(repository):

@@ -23,8 +23,8 @@ from role_stash.db import api
 from role_stash.db import engines
 from role_stash import exception
 from role_stash.db import migration
+from tests.helpers import INSTANCE
 
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 ROLES = ["member", "secret-project-role"]
 
 
@@ -49,7 +49,7 @@ def test_oslo_db_internals_role_stash_reads_are_there():
     """engines.py reads these; if oslo.db renames them, this fails first,
     naming what moved."""
     context_manager = callers_context_manager("sqlite://")
-    factory = context_manager._factory
+    factory = oslo_internals.factory_of(context_manager)
     for name in ("_url_cfg", "_engine_cfg", "_ignored_cfg",
                  "_url_args_for_conf", "_engine_args_for_conf"):
         assert hasattr(factory, name), f"oslo.db's factory lost {name}"
@@ -111,7 +111,7 @@ def test_the_read_engine_follows_the_callers_database_settings(migrated_url):
             return
         assert reader.pool.size() == 2
         assert reader.pool._max_overflow == 1
-        assert reader.pool._timeout == 7
+        assert reader.pool.timeout() == 7
         assert reader.pool._recycle == 123
         with reader.connect() as connection:
             if reader.dialect.name != "postgresql":
@@ -143,7 +143,7 @@ def test_the_replica_engine_follows_the_callers_database_settings(
         if not sqlite:
             assert replica.pool.size() == reader.pool.size() == 2
             assert replica.pool._max_overflow == 1
-            assert replica.pool._timeout == 7
+            assert replica.pool.timeout() == 7
             assert replica.get_execution_options() == (
                 reader.get_execution_options())
             assert replica.dialect.isolation_level == (

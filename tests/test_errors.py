@@ -11,8 +11,8 @@ from role_stash.db import api
 from role_stash.db import engines
 from role_stash import exception
 from role_stash.db import migration
+from tests.helpers import INSTANCE
 
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 ROLES = ["member", "secret-project-role"]
 
 

@@ -6,11 +6,11 @@ import datetime
 import json
 
 import pytest
-import sqlalchemy as sa
 
-from role_stash.db import archive
 from role_stash.cmd import manage as role_stash_manage
 from role_stash.nova import http_cache
+from tests.helpers import deleted_on
+from tests.helpers import uuid_of
 
 ROLES = ["member", "reader", "admin"]
 NOV = {day: datetime.datetime(2026, 11, day) for day in range(1, 31)}
@@ -19,24 +19,9 @@ LIVE_TABLES = ("role_stashes", "role_stash_roles", "role_stash_vendordata")
 SHADOW_TABLES = tuple(f"{table}_shadow" for table in LIVE_TABLES)
 
 
-def uuid_of(index):
-    return f"00000000-0000-4000-8000-{index:012d}"
-
-
 def stash(repository, index):
     return repository.stash_roles(uuid_of(index), project_id="p",
                                   user_id="u", roles=ROLES)
-
-
-def deleted_on(repository, index, when):
-    """Soft-delete a stash as if at when."""
-    repository.delete_stash(uuid_of(index))
-    engine = repository.context_manager.writer.get_engine()
-    with engine.begin() as connection:
-        connection.execute(
-            sa.update(archive.STASHES)
-            .where(archive.STASHES.c.instance_uuid == uuid_of(index))
-            .values(deleted_at=when))
 
 
 def reply(repository, index, keep_until):

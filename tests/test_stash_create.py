@@ -7,8 +7,8 @@ from role_stash.db import api
 from role_stash import exception
 from role_stash.db import models
 from role_stash.db.values import Stash
+from tests.helpers import INSTANCE
 
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 OTHER = "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c"
 
 

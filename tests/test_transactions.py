@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from role_stash.db import api
 from role_stash.db import engines
 from role_stash import exception
-
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+from tests.helpers import INSTANCE
 
 
 @enginefacade.transaction_context_provider

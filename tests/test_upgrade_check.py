@@ -16,8 +16,8 @@ from role_stash.cmd import manage
 from role_stash.db import migration
 from role_stash.db import models
 from role_stash.cmd import status
+from tests.helpers import INSTANCE
 
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 WARNING, FAILURE, ERROR = 1, 2, 255
 STASHES = models.Stash.__table__
 

@@ -5,8 +5,8 @@ import datetime
 import pytest
 
 from role_stash import exception
+from tests.helpers import INSTANCE
 
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 GOOD = {"project_id": "p-1", "user_id": "u-1", "roles": ["member"]}
 
 BAD_STASHES = [

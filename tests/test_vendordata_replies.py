@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from role_stash import exception
 from role_stash.nova import http_cache
 from role_stash.db import models
+from tests.helpers import INSTANCE
+from tests.helpers import stash
 
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 NOW = datetime.datetime(2026, 11, 27, 12, 0, 0)
 
 
@@ -22,11 +23,6 @@ def later(seconds):
 
 
 FRESH = http_cache.Freshness(later(60), later(90), '"v1"', None)
-
-
-def stash(repository):
-    return repository.stash_roles(INSTANCE, project_id="p", user_id="u",
-                                  roles=["member"])
 
 
 def test_the_metadata_get_reads_stash_and_replies_in_one_statement(

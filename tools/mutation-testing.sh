@@ -24,7 +24,7 @@ if [ "${1:-}" = "--fresh" ]; then
 fi
 # Each mutant runs its tests' generated cases: 25 per test, not CI's 250.
 export ROLE_STASH_HYPOTHESIS="${ROLE_STASH_HYPOTHESIS:-mutation}"
-# The backends of the database tests (tests/conftest.py): SQLite, fast
+# The backends of the database tests (tests/fixtures/servers.py): SQLite, fast
 # enough for every mutant, unless told otherwise.
 export ROLE_STASH_TEST_BACKENDS="${ROLE_STASH_TEST_BACKENDS:-sqlite}"
 mkdir -p mutants/role_stash

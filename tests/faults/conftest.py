@@ -16,7 +16,6 @@ import pathlib
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,21 +23,11 @@ import time
 from oslo_db.sqlalchemy import provision
 import pytest
 import sqlalchemy as sa
-import testing.postgresql
 
-from role_stash.db import migration
+from tests import helpers
 
-STRICT = bool(os.environ.get("ROLE_STASH_REQUIRE_ALL_BACKENDS")
-              or os.environ.get("CI"))
-PG_WRAPPER = pathlib.Path(__file__).parent.parent / "pg_as_postgres.sh"
 START_TIMEOUT = 60
 SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _owned_by(path, user):
@@ -59,7 +48,7 @@ class PrivateServer:
     def __init__(self):
         self.folder = pathlib.Path(
             tempfile.mkdtemp(prefix="role_stash_faults_"))
-        self.port = _free_port()
+        self.port = helpers.free_port()
         self.process = None
         self._log = open(self.folder / "server.log", "ab")
 
@@ -106,17 +95,8 @@ class PrivatePostgreSQL(PrivateServer):
 
     def __init__(self):
         super().__init__()
-        bindir = pathlib.Path(testing.postgresql.find_program(
-            "initdb", ["bin"])).parent
-        self.programs = {name: str(bindir / name)
-                         for name in ("initdb", "postgres")}
-        if os.geteuid() == 0:
-            links = self.folder / "bin"
-            links.mkdir()
-            for name in self.programs:
-                (links / name).symlink_to(PG_WRAPPER)
-                self.programs[name] = str(links / name)
-            os.environ["ROLE_STASH_PG_BINDIR"] = str(bindir)
+        self.programs = helpers.postgresql_programs(
+            ("initdb", "postgres"), self.folder / "bin")
         (self.folder / "sockets").mkdir()
         subprocess.run([self.programs["initdb"], "-D",
                         str(self.folder / "data"), "-U", "postgres",
@@ -239,10 +219,7 @@ def server(request):
     try:
         backend = RestartableServer(request.param, _private(kind), driver)
     except Exception as error:
-        message = f"private {kind} server unavailable: {error}"
-        if STRICT:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        helpers.skip_or_fail(f"private {kind} server unavailable: {error}")
     yield backend
     # A test that failed midway may have left the server stopped.
     if backend.private.process.poll() is not None:
@@ -254,11 +231,6 @@ def migrated_database(server):
     """The URL of a new database on the private server, migrated to head,
     dropped after the test."""
     url = server.new_database()
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.begin() as connection:
-            migration.upgrade(connection)
-    finally:
-        engine.dispose()
+    helpers.upgrade(url, poolclass=sa.pool.NullPool)
     yield url
     server.drop_database(url)

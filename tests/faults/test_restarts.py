@@ -18,6 +18,7 @@ import pytest
 
 from role_stash.db import api
 from role_stash import exception
+from tests.helpers import wait_until
 
 WRITERS = 4
 READERS = 4
@@ -26,13 +27,6 @@ DEADLINE = 60
 # A window shorter than the default, so that the long outage stays short.
 SHORT_WINDOW = {"db_max_retries": 3, "db_retry_interval": 0.05,
                 "db_max_retry_interval": 0.2}
-
-
-def wait_until(predicate, what):
-    deadline = time.monotonic() + DEADLINE
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} did not happen"
-        time.sleep(0.01)
 
 
 class Load:
@@ -98,7 +92,7 @@ class Load:
         started = time.monotonic()
         wait_until(lambda: self.acknowledged() > start + WRITERS and
                    time.monotonic() - started >= LOAD_SECONDS,
-                   "the load going on")
+                   "the load going on", DEADLINE)
 
 
 def failures(ledger):
@@ -117,7 +111,8 @@ def test_a_restart_within_the_retry_window_fails_no_call(
             stopped = time.monotonic()
             server.stop()
             wait_until(lambda: database_events.retries >= WRITERS,
-                       "the load retrying against the stopped server")
+                       "the load retrying against the stopped server",
+                       DEADLINE)
             server.start()
             outage = time.monotonic() - stopped
             load.goes_on()
@@ -143,7 +138,7 @@ def test_an_outage_past_the_retry_window_fails_clearly_then_recovers(
             server.stop()
             wait_until(lambda: any(call.outcome == "DatabaseUnavailable"
                                    for call in ledger.calls),
-                       "a call of the load failing")
+                       "a call of the load failing", DEADLINE)
             before = database_events.retries_by_thread[threading.get_ident()]
             with pytest.raises(exception.DatabaseUnavailable,
                                match="Connection refused|Can't connect"):

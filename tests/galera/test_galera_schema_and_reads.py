@@ -11,8 +11,8 @@ import pytest
 from role_stash import exception
 from role_stash.db import migration
 from role_stash.db import models
+from tests.helpers import INSTANCE
 
-INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 ROLES = ["member", "reader", "load-balancer_member"]
 # wsrep_sync_wait's bit for reads (SELECT, SHOW, BEGIN): each waits until
 # the node has applied every write the cluster committed before it.

@@ -41,6 +41,7 @@ from role_stash.db import migration  # noqa: E402
 from role_stash.db import models  # noqa: E402
 from role_stash.conf import vendordata as conf_vendordata  # noqa: E402
 from role_stash.nova import vendordata  # noqa: E402
+from tests import helpers  # noqa: E402
 
 CONF = nova_conf.CONF
 
@@ -75,16 +76,6 @@ def migrate_nova(url):
         nova_migration.db_sync(context=admin)
     finally:
         context_manager.writer.get_engine().dispose()
-
-
-def migrate_role_stash(url, target="head"):
-    """Upgrade role_stash's schema on url through its public migration API."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as connection:
-            migration.upgrade(connection, target)
-    finally:
-        engine.dispose()
 
 
 def schema_state(url):
@@ -128,7 +119,7 @@ def schemas():
     imported under --import-mode=importlib)."""
     class Schemas:
         install_nova = staticmethod(migrate_nova)
-        install_role_stash = staticmethod(migrate_role_stash)
+        install_role_stash = staticmethod(helpers.upgrade)
         state = staticmethod(schema_state)
         nova_head = staticmethod(nova_head_revision)
         role_stash_head = staticmethod(role_stash_head_revision)
@@ -154,7 +145,7 @@ def nova_database_url(database_url, server):
 def shared_database_url(nova_database_url):
     """One database holding Nova's main schema and role_stash's, each at
     its head in its own version table (Nova's first)."""
-    migrate_role_stash(nova_database_url)
+    helpers.upgrade(nova_database_url)
     return nova_database_url
 
 
@@ -166,7 +157,7 @@ def nova_shared_url(server):
     MariaDB, which every test would pay otherwise."""
     url = server.new_database()
     timed_migrate_nova(url, server.name)
-    migrate_role_stash(url)
+    helpers.upgrade(url)
     yield url
     server.drop_database(url)
 

@@ -10,12 +10,10 @@ repository a name of its own and counts, in each server's log, the reads
 that server answered.
 """
 
-import os
 import pathlib
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,15 +21,11 @@ import uuid
 
 import psycopg2
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 import testing.postgresql
 
-from role_stash.db import migration
+from tests import helpers
 
-STRICT = bool(os.environ.get("ROLE_STASH_REQUIRE_ALL_BACKENDS")
-              or os.environ.get("CI"))
-PG_WRAPPER = pathlib.Path(__file__).resolve().parent.parent / "pg_as_postgres.sh"
 DATABASE = "test"
 DRIVERS = ("psycopg2", "psycopg")
 # How long the replica may take to start, or to replay what the primary
@@ -45,12 +39,6 @@ LOGGING = ("-c log_statement=all -c log_line_prefix=%a| "
 _ENTRY = re.compile(r"^([^|\n]*)\|(LOG|DETAIL|ERROR|STATEMENT|WARNING|FATAL):"
                     r"  (.*(?:\n\t.*)*)", re.MULTILINE)
 _STATEMENT = re.compile(r"^(?:statement|execute [^:]*): (.*)", re.DOTALL)
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ReplicaUnavailable(Exception):
@@ -76,13 +64,14 @@ class StreamingReplication:
 
     def _start(self):
         """Start the primary, copy it, start the standby."""
-        self._programs = self._program_paths()
+        self._programs = helpers.postgresql_programs(
+            ("initdb", "postgres", "pg_basebackup"), self.folder / "bin")
         self.primary = testing.postgresql.Postgresql(
             postgres_args=f"-h 127.0.0.1 -F {LOGGING}",
             **{name: self._programs[name] for name in ("initdb", "postgres")})
         self.primary_log = pathlib.Path(self.primary.base_dir) / "Postgresql.log"
         self.primary_port = self.primary.settings["port"]
-        self.replica_port = _free_port()
+        self.replica_port = helpers.free_port()
         self.replica_data = self.folder / "standby" / "data"
         self.replica_log = self.folder / "standby.log"
         (self.folder / "standby" / "socket").mkdir(parents=True)
@@ -95,23 +84,6 @@ class StreamingReplication:
         if copied.returncode:
             raise ReplicaUnavailable(f"pg_basebackup failed: {copied.stderr}")
         self.start_replica()
-
-    def _program_paths(self):
-        """{program: path}: the binaries, or as root links to the wrapper
-        that runs them as the postgres user."""
-        # The folder initdb really is in (it may be found through a link
-        # elsewhere): pg_basebackup is beside it.
-        bindir = os.path.dirname(os.path.realpath(
-            testing.postgresql.find_program("initdb", ["bin"])))
-        names = ("initdb", "postgres", "pg_basebackup")
-        if os.geteuid() != 0:
-            return {name: os.path.join(bindir, name) for name in names}
-        os.environ["ROLE_STASH_PG_BINDIR"] = bindir
-        links = self.folder / "bin"
-        links.mkdir()
-        for name in names:
-            (links / name).symlink_to(PG_WRAPPER)
-        return {name: str(links / name) for name in names}
 
     # The standby.
 
@@ -258,10 +230,7 @@ def replication():
         _unavailable.append(f"{type(error).__name__}: {error}")
         _skip_or_fail(_unavailable[0])
     try:
-        engine = sa.create_engine(servers.url("primary"))
-        with engine.begin() as connection:
-            migration.upgrade(connection)
-        engine.dispose()
+        helpers.upgrade(servers.url("primary"))
         servers.wait_replayed()
         ready = time.monotonic() - began
         yield servers
@@ -278,10 +247,8 @@ def replication():
 
 
 def _skip_or_fail(reason):
-    message = f"PostgreSQL streaming replica unavailable: {reason}"
-    if STRICT:
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    helpers.skip_or_fail(
+        f"PostgreSQL streaming replica unavailable: {reason}")
 
 
 def pytest_terminal_summary(terminalreporter):
