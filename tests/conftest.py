@@ -160,7 +160,13 @@ class ProvisionedServer:
         return url.render_as_string(hide_password=False)
 
     def drop_database(self, url):
-        self._impl.drop_named_database(self._engine, make_url(url).database)
+        name = make_url(url).database
+        self._impl.drop_named_database(self._engine, name)
+        if self.name in ("mysql", "mariadb"):
+            # role_stash's tables beside Nova's: a database of their own.
+            self._impl.drop_named_database(
+                self._engine, dialects.mysql_own_database(name),
+                conditional=True)
 
     def close(self):
         self._engine.dispose()

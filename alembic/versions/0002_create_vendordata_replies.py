@@ -35,6 +35,7 @@ def mysql_table_args():
 
 
 def upgrade():
+    schema = op.get_context().version_table_schema
     op.create_table(
         "role_stash_vendordata",
         sa.Column("id", BIG_ID, nullable=False, autoincrement=True),
@@ -51,10 +52,11 @@ def upgrade():
         sa.UniqueConstraint(
             "instance_uuid", "target",
             name="uniq_role_stash_vendordata0instance_uuid_target"),
-        **mysql_table_args())
+        schema=schema, **mysql_table_args())
     op.create_index("role_stash_vendordata_keep_until_idx",
-                    "role_stash_vendordata", ["keep_until"])
+                    "role_stash_vendordata", ["keep_until"], schema=schema)
 
 
 def downgrade():
-    op.drop_table("role_stash_vendordata")
+    schema = op.get_context().version_table_schema
+    op.drop_table("role_stash_vendordata", schema=schema)

@@ -30,6 +30,7 @@ from role_stash.db import dialects
 from role_stash.db import engines
 from role_stash import exception
 from role_stash.db import nova_tables
+from role_stash.db import schemas
 from role_stash.db import validation
 from role_stash.db.archive import Summary
 from role_stash.db.dialects import LIVE
@@ -158,26 +159,32 @@ def _validated_stash(instance_uuid, project_id, user_id, roles,
 class StashRepository:
     """Stash and read the create-time roles of instances."""
 
-    def __init__(self, context_manager, *, _owns_context_manager=False):
+    def __init__(self, context_manager, *, schema=schemas.AUTOMATIC,
+                 _owns_context_manager=False):
         """Use an oslo.db enginefacade transaction context manager; pass the
-        caller's own to let calls join the caller's transactions."""
+        caller's own to let calls join the caller's transactions. schema:
+        where role_stash's tables are (None: the default schema), else
+        found at the first call (see role_stash.db.schemas)."""
+        self._schema = schemas.validated(schema)
+        self._located = self._schema
         self._context_manager = context_manager
         self._owns_context_manager = _owns_context_manager
         self._engines = None
         self._engines_lock = threading.Lock()
 
     @classmethod
-    def from_url(cls, url=None, **options):
+    def from_url(cls, url=None, *, schema=schemas.AUTOMATIC, **options):
         """Return a repository on a database URL (default: the SQLite file,
         or $ROLE_STASH_DATABASE_URL); options go to enginefacade."""
         return cls(engines.context_manager_from_url(url, **options),
-                   _owns_context_manager=True)
+                   schema=schema, _owns_context_manager=True)
 
     @classmethod
-    def from_config(cls, conf, group="database"):
+    def from_config(cls, conf, group="database", *,
+                    schema=schemas.AUTOMATIC):
         """Return a repository on an oslo.config [database] section."""
         return cls(engines.context_manager_from_config(conf, group),
-                   _owns_context_manager=True)
+                   schema=schema, _owns_context_manager=True)
 
     def close(self):
         """Close the connections this repository opened: its own engine,
@@ -216,6 +223,36 @@ class StashRepository:
                             dialects.for_dialect(name).read_engine_options))
         return lone
 
+    def _in_schema(self, work):
+        """Return work run with role_stash's statements in the schema of
+        its tables (found on the first connection when not given): the
+        connection maps the unnamed schema to it while work runs, then
+        maps as it did, since it may be the caller's."""
+        def run(connection):
+            schema = self._located
+            if schema is schemas.AUTOMATIC:
+                schema = self._located = schemas.locate(
+                    connection, self._schema)
+            if schema is None:
+                return work(connection)
+            before = connection.get_execution_options().get(
+                "schema_translate_map")
+            connection.execution_options(
+                schema_translate_map=schemas.translate_map(schema))
+            try:
+                return work(connection)
+            finally:
+                connection.execution_options(schema_translate_map=before)
+        return run
+
+    @property
+    def schema(self):
+        """The schema of role_stash's tables, None for the default one;
+        schemas.AUTOMATIC until the first call finds it."""
+        if self._located is schemas.AUTOMATIC:
+            return schemas.AUTOMATIC
+        return self._located
+
     def _statements(self):
         return dialects.for_dialect(self.lone_engines.dialect_name)
 
@@ -253,8 +290,8 @@ class StashRepository:
                            else self._context_manager.reader.connection
                            .allow_async)
                 with manager.using(context) as connection:
-                    return work(connection)
-            return self.lone_engines.run(writer, work)
+                    return self._in_schema(work)(connection)
+            return self.lone_engines.run(writer, self._in_schema(work))
 
     def stash_roles(self, instance_uuid, *, project_id, user_id, roles,
                     project_domain_id=None, user_domain_id=None,
@@ -278,8 +315,8 @@ class StashRepository:
             # trip, in autocommit. A live stash makes it write nothing, and
             # the transaction below decides.
             with engines.translated_errors():
-                if self.lone_engines.run_in_autocommit(lambda connection: (
-                        statements.insert_new_stash(
+                if self.lone_engines.run_in_autocommit(self._in_schema(
+                        lambda connection: statements.insert_new_stash(
                             connection, _stash_row(wanted, now),
                             wanted.roles))):
                     stash = wanted._replace(created_at=now)
@@ -318,8 +355,8 @@ class StashRepository:
                 context, writer=False):
             try:
                 found = self.lone_engines.run_on_replica(
-                    replica, lambda connection: read(connection,
-                                                     instance_uuids))
+                    replica, self._in_schema(lambda connection: read(
+                        connection, instance_uuids)))
             except exception.DatabaseError:
                 pass  # logged; the primary answers
             instance_uuids = [instance_uuid for instance_uuid in
@@ -596,16 +633,23 @@ class StashRepository:
             parameters["before"] = validation.utc_datetime(
                 written_before, "written_before")
             conditions.append(_WRITTEN_AT < sa.bindparam("before"))
-        if validation.flag(unless_live_here, "unless_live_here"):
-            conditions.append(nova_tables.no_live_instance(
-                STASHES.c.instance_uuid))
+        unless_live_here = validation.flag(unless_live_here,
+                                           "unless_live_here")
         soft_delete = _SOFT_DELETE.where(*conditions)
 
         def delete(connection):
+            statement = soft_delete
+            if unless_live_here:
+                # Nova's table, in the connection's default schema even
+                # where role_stash's are in one of their own.
+                statement = statement.where(nova_tables.no_live_instance(
+                    STASHES.c.instance_uuid,
+                    None if self.schema is None
+                    else schemas.default_schema(connection)))
             deleted = []
             for instance_uuid in instance_uuids:
                 keys = {**parameters, "uuid": instance_uuid}
-                if connection.execute(soft_delete, keys).rowcount:
+                if connection.execute(statement, keys).rowcount:
                     connection.execute(_DELETE_REPLIES, keys)
                     deleted.append(instance_uuid)
             return deleted
