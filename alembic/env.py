@@ -103,8 +103,9 @@ def run_migrations_offline():
     schema = None if schema is schemas.AUTOMATIC else schema
     configure(schema, url=database_url(), literal_binds=True,
               dialect_opts={"paramstyle": "named"})
-    with context.begin_transaction():
-        if schema is not None:
+    # SQLite's schema is a database the operator attaches.
+    if schema is not None and context.get_context().dialect.name != "sqlite":
+        with context.begin_transaction():
             context.execute(sa.schema.CreateSchema(schema,
                                                    if_not_exists=True))
     run_in_transaction()

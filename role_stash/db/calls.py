@@ -46,16 +46,22 @@ class Database:
             if schema is schemas.AUTOMATIC:
                 schema = self.schema = schemas.locate(
                     connection, self._wanted_schema)
-            if schema is None:
-                return work(connection)
             before = connection.get_execution_options().get(
                 "schema_translate_map")
-            connection.execution_options(
-                schema_translate_map=schemas.translate_map(schema))
+            if schema is not None:
+                connection.execution_options(
+                    schema_translate_map=schemas.translate_map(schema))
             try:
                 return work(connection)
+            except db_exc.DBNonExistentTable:
+                # Moved since they were found (db move-tables): the next
+                # call looks again.
+                self.schema = self._wanted_schema
+                raise
             finally:
-                connection.execution_options(schema_translate_map=before)
+                if schema is not None:
+                    connection.execution_options(
+                        schema_translate_map=before)
         return run
 
     @property

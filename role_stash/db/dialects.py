@@ -201,12 +201,11 @@ class Statements:
         there is none."""
         return None
 
-    def move_table(self, table, from_schema, to_schema):
-        """The statement that moves a table to another schema by its
-        metadata alone, with its rows, indexes and constraints."""
-        raise exception.InvalidArgument(
-            "schema", "SQLite moves no table between databases; recreate "
-                      "role_stash's tables with `db sync` in the new one")
+    # Whether move_table(table, from_schema, to_schema) gives the
+    # statement that moves a table to another schema by its metadata
+    # alone, with its rows, indexes and constraints: SQLite moves no
+    # table between databases.
+    moves_tables = False
 
     def schema_grants(self, schema, owner, runtime):
         """The statements an administrator runs to make schema, owned by
@@ -301,6 +300,8 @@ class MySQL(Statements):
 
     def own_schema(self, inspector):
         return mysql_own_database(inspector.default_schema_name)
+
+    moves_tables = True
 
     def move_table(self, table, from_schema, to_schema):
         return sa.text(f"RENAME TABLE `{from_schema}`.`{table}` "
@@ -484,6 +485,8 @@ class PostgreSQL(Statements):
 
     def own_schema(self, inspector):
         return POSTGRESQL_OWN_SCHEMA
+
+    moves_tables = True
 
     def move_table(self, table, from_schema, to_schema):
         return sa.text(f'ALTER TABLE "{from_schema}"."{table}" '

@@ -78,10 +78,12 @@ def phase_of(script):
 def current_revision(connection, schema=schemas.AUTOMATIC):
     """Return the revision the database is at, or None (empty schema);
     schema as schemas.locate takes it."""
+    schema = schemas.locate(connection, schema)
+    if not schemas.exists(connection, schema):
+        return None
     context = alembic_migration.MigrationContext.configure(
-        connection, opts={
-            "version_table": VERSION_TABLE,
-            "version_table_schema": schemas.locate(connection, schema)})
+        connection, opts={"version_table": VERSION_TABLE,
+                          "version_table_schema": schema})
     return context.get_current_revision()
 
 
@@ -131,6 +133,7 @@ def sync(connection, phase=None, schema=schemas.AUTOMATIC):
     """Upgrade the schema (all pending, or one phase); return the revision
     reached, or None when nothing was to apply."""
     schema = schemas.locate(connection, schema, for_sync=True)
+    schemas.create(connection, schema)
     target = sync_target(pending_revisions(connection, schema), phase)
     if target is not None:
         upgrade(connection, target, schema)

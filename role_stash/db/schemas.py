@@ -23,6 +23,7 @@ role_stash's alone, and SQLite, as before).
 
 import re
 
+from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
 from role_stash import exception
@@ -95,8 +96,17 @@ def attach_sqlite_database(context_manager, path,
         lambda engine: sa.event.listen(engine, "connect", attach))
 
 
+def exists(connection, schema):
+    """Whether schema (None: the default one) exists in the account's
+    sight."""
+    return schema is None or sa.inspect(connection).has_schema(schema)
+
+
 def _has_table(connection, name, schema):
-    return sa.inspect(connection).has_table(name, schema=schema)
+    # A schema not created, or out of the account's sight: MySQL's look
+    # at a table there fails rather than answer no.
+    return exists(connection, schema) and sa.inspect(connection).has_table(
+        name, schema=schema)
 
 
 def holds_nova(connection, schema=None):
@@ -126,17 +136,17 @@ def locate(connection, schema=AUTOMATIC, *, for_sync=False):
 def create(connection, schema):
     """Create schema unless it exists; where the account may not, raise a
     DatabaseError naming the statements an administrator runs."""
-    if schema is None or sa.inspect(connection).has_schema(schema):
+    if exists(connection, schema):
         return False
     statement = sa.schema.CreateSchema(schema, if_not_exists=True)
     try:
         connection.execute(statement)
-    except sa.exc.DBAPIError as error:
+    except (sa.exc.DBAPIError, db_exc.DBError) as error:
         grants = dialects.for_dialect(connection.dialect.name).schema_grants(
             schema, "<owner account>", "<runtime account>")
         raise exception.DatabaseError(
             f"cannot create the schema {schema!r} of role_stash's tables "
-            f"({str(error.orig).strip()}): as an administrator, run "
+            f"({str(error).splitlines()[0]}): as an administrator, run "
             + "; ".join(grants) + "; then run `db sync` again as the owner "
             "account") from error
     return True
@@ -156,6 +166,12 @@ def move(connection, to_schema=AUTOMATIC):
     are not touched, so Nova may run meanwhile; a table already moved is
     skipped, so a run stopped half way is run again."""
     to_schema = validated(to_schema)
+    statements = dialects.for_dialect(connection.dialect.name)
+    if not statements.moves_tables:
+        raise exception.InvalidArgument(
+            "schema", f"{connection.dialect.name} moves no table between "
+                      "schemas (SQLite: between databases); attach a "
+                      "database as role_stash and run `db sync` on it")
     if to_schema is AUTOMATIC:
         to_schema = own_schema(connection)
     from_schema = default_schema(connection)
@@ -163,10 +179,10 @@ def move(connection, to_schema=AUTOMATIC):
         raise exception.InvalidArgument(
             "schema", f"role_stash's tables are to leave the default schema "
                       f"{from_schema!r}: name another one")
-    statements = dialects.for_dialect(connection.dialect.name)
-    moving = [name for name in tables_in(connection, None)
-              if name not in set(tables_in(connection, to_schema))]
     create(connection, to_schema)
+    there = set(tables_in(connection, to_schema))
+    moving = [name for name in tables_in(connection, None)
+              if name not in there]
     for name in moving:
         connection.execute(statements.move_table(name, from_schema,
                                                  to_schema))

@@ -39,6 +39,7 @@ from role_stash.db import api  # noqa: E402
 from role_stash.db import engines  # noqa: E402
 from role_stash.db import migration  # noqa: E402
 from role_stash.db import models  # noqa: E402
+from role_stash.db import oslo_internals  # noqa: E402
 from role_stash.db import schemas as stash_schemas  # noqa: E402
 from role_stash.conf import vendordata as conf_vendordata  # noqa: E402
 from role_stash.nova import vendordata  # noqa: E402
@@ -341,7 +342,7 @@ def cell_database(_cell_context_manager):
     that lets Nova's objects write more takes nova_context_manager."""
     yield _cell_context_manager
     tables = [*role_stash_tables(role_stash_schema(
-                  engines.configured_url(_cell_context_manager))),
+                  oslo_internals.configured_url(_cell_context_manager))),
               NOVA_SYSTEM_METADATA, NOVA_INSTANCES]
     with _cell_context_manager.writer.get_engine().begin() as connection:
         for table in tables:

@@ -9,13 +9,14 @@ tables where role_stash places them beside Nova's: a schema of their own
 import contextlib
 import datetime
 import json
+from unittest import mock
 
-from nova.cmd import manage as nova_manage
 from nova import context as nova_context
 from nova.db.api import api as nova_api_db
 from nova.db.api import models as nova_api_models
 from nova.db.main import api as nova_db
 from nova.db import migration as nova_migration
+from nova import monkey_patch as nova_monkey_patch
 from oslo_db.sqlalchemy import enginefacade
 import pytest
 import sqlalchemy as sa
@@ -25,6 +26,12 @@ from role_stash.cmd import manage
 from role_stash.db import api
 from role_stash.db import migration
 from role_stash.db import schemas as stash_schemas
+
+# nova-manage's module patches the whole process with eventlet when
+# imported, as a nova-manage process wants; this one runs other tests'
+# threads and HTTP servers, so the import leaves it as it is.
+with mock.patch.object(nova_monkey_patch, "patch"):
+    from nova.cmd import manage as nova_manage
 
 LIVE_INSTANCES = 3
 DELETED_INSTANCES = 5

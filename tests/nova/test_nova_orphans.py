@@ -51,6 +51,9 @@ def stash(repository, instance_uuid, *, age=datetime.timedelta(0)):
     if age:
         with repository.context_manager.writer.get_engine().begin() as (
                 connection):
+            # Wherever role_stash's tables are.
+            connection.execution_options(schema_translate_map={
+                None: repository.schema})
             connection.execute(
                 STASHES.update()
                 .where(STASHES.c.instance_uuid == instance_uuid)
