@@ -31,6 +31,7 @@ from role_stash.db import dialects
 from role_stash.db import models
 from role_stash.db import nova_tables
 
+
 class _Automatic:
     """The schema left unset: found (see locate)."""
 

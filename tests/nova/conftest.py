@@ -101,16 +101,6 @@ def role_stash_schema(url):
         engine.dispose()
 
 
-def own_schema(url):
-    """The schema of role_stash's own on url's database (None on SQLite)."""
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            return stash_schemas.own_schema(connection)
-    finally:
-        engine.dispose()
-
-
 def role_stash_tables(schema):
     """role_stash's tables in schema, children first."""
     return list(reversed(models.metadata_in(schema).sorted_tables))
@@ -169,7 +159,6 @@ def schemas():
         install_role_stash = staticmethod(migrate_role_stash)
         state = staticmethod(schema_state)
         role_stash_schema = staticmethod(role_stash_schema)
-        own_schema = staticmethod(own_schema)
         role_stash_tables = staticmethod(role_stash_tables)
         nova_head = staticmethod(nova_head_revision)
         role_stash_head = staticmethod(role_stash_head_revision)
