@@ -33,7 +33,8 @@ class Database:
         schema), else found on the first call's connection."""
         self.context_manager = context_manager
         self._wanted_schema = schemas.validated(schema)
-        self.schema = self._wanted_schema
+        # (the enginefacade factory it was found on, the schema found).
+        self._found = (None, self._wanted_schema)
         self._engines = None
         self._lock = threading.Lock()
 
@@ -44,8 +45,9 @@ class Database:
         def run(connection):
             schema = self.schema
             if schema is schemas.AUTOMATIC:
-                schema = self.schema = schemas.locate(
-                    connection, self._wanted_schema)
+                schema = schemas.locate(connection, self._wanted_schema)
+                self._found = (oslo_internals.factory_of(
+                    self.context_manager), schema)
             before = connection.get_execution_options().get(
                 "schema_translate_map")
             if schema is not None:
@@ -56,13 +58,25 @@ class Database:
             except db_exc.DBNonExistentTable:
                 # Moved since they were found (db move-tables): the next
                 # call looks again.
-                self.schema = self._wanted_schema
+                self._found = (None, self._wanted_schema)
                 raise
             finally:
                 if schema is not None:
                     connection.execution_options(
                         schema_translate_map=before)
         return run
+
+    @property
+    def schema(self):
+        """The schema of role_stash's tables (None: the default one), or
+        schemas.AUTOMATIC until a call finds it; found anew on another
+        database (a test suite patching another factory in)."""
+        if self._wanted_schema is not schemas.AUTOMATIC:
+            return self._wanted_schema
+        factory, schema = self._found
+        if factory is not oslo_internals.factory_of(self.context_manager):
+            return schemas.AUTOMATIC
+        return schema
 
     @property
     def lone_engines(self):
