@@ -108,12 +108,13 @@ class Checks(upgradecheck.UpgradeCommands):
         with errors.translated_errors(), self._connect() as connection:
             schema = self._schema(connection)
             default = schemas.default_schema(connection)
-            beside_nova = schema in (None, default) and schemas.holds_nova(
-                connection)
-        if not beside_nova:
-            return Result(Code.SUCCESS, "role_stash's tables are in "
-                                        f"{schema or default}, apart from "
-                                        "Nova's tables.")
+            holds_nova = schemas.holds_nova(connection)
+        if schema not in (None, default):
+            return Result(Code.SUCCESS, f"role_stash's tables are in "
+                                        f"{schema}, apart from Nova's.")
+        if not holds_nova:
+            return Result(Code.SUCCESS, f"Does not apply: Nova's tables are "
+                                        f"not in {default}.")
         return Result(Code.WARNING, "role_stash's tables are in "
                                     f"{default}, beside Nova's, where `nova-"
                                     "manage db archive_deleted_rows` stops "
