@@ -86,7 +86,8 @@ def list_stashes(arguments, context_manager):
 @args("instance_uuid")
 def delete(arguments, context_manager):
     """Soft-delete an instance's stash."""
-    common.repository(arguments, context_manager).delete_stash(arguments.instance_uuid)
+    common.repository(arguments, context_manager).delete_stash(
+        arguments.instance_uuid)
     common.answer(arguments, {"deleted": arguments.instance_uuid},
                   f"deleted the stash of {arguments.instance_uuid}")
     return common.OK

@@ -12,13 +12,12 @@ import json
 from unittest import mock
 
 from nova import context as nova_context
+from nova import monkey_patch as nova_monkey_patch
+from nova.db import migration as nova_migration
 from nova.db.api import api as nova_api_db
 from nova.db.api import models as nova_api_models
 from nova.db.main import api as nova_db
-from nova.db import migration as nova_migration
-from nova import monkey_patch as nova_monkey_patch
 from oslo_db.sqlalchemy import enginefacade
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
