@@ -8,6 +8,12 @@ The database, first found first used:
   4. sqlalchemy.url in alembic.ini;
   5. the embedded default, sqlite:///role_stash.sqlite.
 
+The schema of role_stash's tables (and of its version table), first found
+first used: the one handed in config.attributes["schema"] with the
+connection; `alembic -x schema=NAME`; else where role_stash.db.schemas
+places them (offline: the default schema). Every statement, the offline
+SQL's included, names it.
+
 On PostgreSQL each migration runs under a lock_timeout (see lock_timeout()).
 """
 
@@ -16,10 +22,12 @@ import os
 import re
 
 from alembic import context
+import sqlalchemy as sa
 
 from role_stash.db import engines
 from role_stash.db import migration
 from role_stash.db import models
+from role_stash.db import schemas
 
 LOCK_TIMEOUT_VARIABLE = "ROLE_STASH_MIGRATION_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = "5s"
@@ -37,21 +45,33 @@ def database_url():
             or engines.DEFAULT_URL)
 
 
-def include_name(name, type_, parent_names):
-    """Consider role_stash's own tables only: the database may hold
-    another schema (Nova's), which autogenerate must never propose to
-    drop."""
-    if type_ == "table":
-        return name in models.Base.metadata.tables
-    return True
+def schema_argument():
+    """`alembic -x schema=NAME`, else schemas.AUTOMATIC."""
+    return schemas.validated(context.get_x_argument(
+        as_dictionary=True).get("schema", schemas.AUTOMATIC))
 
 
-def configure(**kwargs):
+def include_name(schema):
+    """Consider role_stash's own schema and tables only: the database may
+    hold another schema (Nova's), which autogenerate must never propose to
+    drop. Alembic names the default schema None."""
+    def include(name, type_, parent_names):
+        if type_ == "schema":
+            return name == schema
+        if type_ == "table":
+            return name in models.Base.metadata.tables
+        return True
+    return include
+
+
+def configure(schema, **kwargs):
     context.configure(
-        target_metadata=models.Base.metadata,
+        target_metadata=models.metadata_in(schema),
         version_table=migration.VERSION_TABLE,
+        version_table_schema=schema,
+        include_schemas=schema is not None,
         compare_type=True,
-        include_name=include_name,
+        include_name=include_name(schema),
         **kwargs)
 
 
@@ -79,14 +99,21 @@ def run_in_transaction():
 
 
 def run_migrations_offline():
-    configure(url=database_url(), literal_binds=True,
+    schema = schema_argument()
+    schema = None if schema is schemas.AUTOMATIC else schema
+    configure(schema, url=database_url(), literal_binds=True,
               dialect_opts={"paramstyle": "named"})
+    # SQLite's schema is a database the operator attaches.
+    if schema is not None and context.get_context().dialect.name != "sqlite":
+        with context.begin_transaction():
+            context.execute(sa.schema.CreateSchema(schema,
+                                                   if_not_exists=True))
     run_in_transaction()
 
 
-def run_migrations(connection):
+def run_migrations(connection, schema):
     # SQLite alters a table by copying it: batch mode does that for us.
-    configure(connection=connection,
+    configure(schema, connection=connection,
               render_as_batch=connection.dialect.name == "sqlite")
     run_in_transaction()
 
@@ -94,13 +121,17 @@ def run_migrations(connection):
 def run_migrations_online():
     connection = config.attributes.get("connection")
     if connection is not None:
-        run_migrations(connection)
+        run_migrations(connection, config.attributes.get("schema"))
         return
     engine = engines.context_manager_from_url(
         database_url(), max_retries=0).writer.get_engine()
     try:
         with engine.connect() as connection:
-            run_migrations(connection)
+            schema = schemas.locate(connection, schema_argument(),
+                                    for_sync=True)
+            schemas.create(connection, schema)
+            connection.commit()
+            run_migrations(connection, schema)
     finally:
         engine.dispose()
 

@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from role_stash.db import api
+from role_stash.db import dialects
 from role_stash.db import migration
 from role_stash.db import models
 
@@ -419,6 +420,36 @@ def test_offline_sql_is_valid(database_url, connect):
         for statement in statements(downgrade_sql):
             connection.exec_driver_sql(statement)
         assert tables(connection) == {migration.VERSION_TABLE}
+
+
+def test_offline_sql_names_the_schema_it_is_given(database_url, tmp_path):
+    """`alembic -x schema=NAME upgrade head --sql`: every table, the
+    version table included, in that schema (PostgreSQL and MySQL: created
+    by the script; SQLite: a database attached by the operator)."""
+    url = sa.make_url(database_url)
+    backend = url.get_backend_name()
+    schema = (dialects.mysql_own_database(url.database)
+              if backend == "mysql" else "role_stash")
+    upgrade_sql = run_alembic("-x", f"url={database_url}", "-x",
+                              f"schema={schema}", "upgrade", "head",
+                              "--sql").stdout
+    engine = sa.create_engine(database_url)
+    if backend == "sqlite":
+        path = str(tmp_path / "role_stash.sqlite")
+        sa.event.listen(engine, "connect", lambda dbapi, record: (
+            dbapi.execute("ATTACH DATABASE ? AS role_stash", (path,))))
+    try:
+        with engine.begin() as connection:
+            for statement in statements(upgrade_sql):
+                connection.exec_driver_sql(statement)
+        with engine.connect() as connection:
+            assert tables(connection) == set()
+            assert set(sa.inspect(connection).get_table_names(schema)) == {
+                migration.VERSION_TABLE, *models.Base.metadata.tables}
+            assert migration.current_revision(connection) == (
+                revision_ids()[-1])
+    finally:
+        engine.dispose()
 
 
 def test_root_alembic_folder_never_shadows_the_library():

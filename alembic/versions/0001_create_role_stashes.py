@@ -19,6 +19,9 @@ phase = "expand"
 
 
 def upgrade():
+    # role_stash's tables live beside its version table: in the schema
+    # role_stash.db.schemas places them in, None for the default one.
+    schema = op.get_context().version_table_schema
     mysql_args = types.migration_mysql_table_args(op.get_context())
     op.create_table(
         "role_stashes",
@@ -38,11 +41,11 @@ def upgrade():
         sa.UniqueConstraint(
             "instance_uuid", "deleted",
             name="uniq_role_stashes0instance_uuid_deleted"),
-        **mysql_args)
+        schema=schema, **mysql_args)
     op.create_index("role_stashes_project_id_deleted_id_idx", "role_stashes",
-                    ["project_id", "deleted", "id"])
+                    ["project_id", "deleted", "id"], schema=schema)
     op.create_index("role_stashes_deleted_at_idx", "role_stashes",
-                    ["deleted_at"])
+                    ["deleted_at"], schema=schema)
     op.create_table(
         "role_stash_roles",
         sa.Column("stash_id", types.BigId, nullable=False),
@@ -52,15 +55,17 @@ def upgrade():
         sa.PrimaryKeyConstraint(
             "stash_id", "position", name="role_stash_roles_pkey"),
         sa.ForeignKeyConstraint(
-            ["stash_id"], ["role_stashes.id"],
+            ["stash_id"], [".".join(filter(None, (schema, "role_stashes",
+                                                  "id")))],
             name="role_stash_roles_stash_id_fkey", ondelete="CASCADE"),
         sa.UniqueConstraint(
             "stash_id", "name", name="uniq_role_stash_roles0stash_id_name"),
-        **mysql_args)
+        schema=schema, **mysql_args)
     op.create_index("role_stash_roles_name_stash_id_idx", "role_stash_roles",
-                    ["name", "stash_id"])
+                    ["name", "stash_id"], schema=schema)
 
 
 def downgrade():
-    op.drop_table("role_stash_roles")
-    op.drop_table("role_stashes")
+    schema = op.get_context().version_table_schema
+    op.drop_table("role_stash_roles", schema=schema)
+    op.drop_table("role_stashes", schema=schema)

@@ -19,6 +19,7 @@ phase = "expand"
 
 
 def upgrade():
+    schema = op.get_context().version_table_schema
     op.create_table(
         "role_stash_vendordata",
         sa.Column("id", types.BigId, nullable=False, autoincrement=True),
@@ -35,10 +36,12 @@ def upgrade():
         sa.UniqueConstraint(
             "instance_uuid", "target",
             name="uniq_role_stash_vendordata0instance_uuid_target"),
+        schema=schema,
         **types.migration_mysql_table_args(op.get_context()))
     op.create_index("role_stash_vendordata_keep_until_idx",
-                    "role_stash_vendordata", ["keep_until"])
+                    "role_stash_vendordata", ["keep_until"], schema=schema)
 
 
 def downgrade():
-    op.drop_table("role_stash_vendordata")
+    schema = op.get_context().version_table_schema
+    op.drop_table("role_stash_vendordata", schema=schema)

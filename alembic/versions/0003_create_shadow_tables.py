@@ -23,6 +23,7 @@ phase = "expand"
 
 
 def upgrade():
+    schema = op.get_context().version_table_schema
     mysql_args = types.migration_mysql_table_args(op.get_context())
     op.create_table(
         "role_stashes_shadow",
@@ -39,11 +40,12 @@ def upgrade():
         sa.Column("deleted", sa.Integer, nullable=False,
                   server_default=sa.text("0")),
         sa.PrimaryKeyConstraint("id", name="role_stashes_shadow_pkey"),
-        **mysql_args)
+        schema=schema, **mysql_args)
     # Purge takes the oldest first, in this order, a batch at a time: the
     # index gives them in it, however many share a deleted_at.
     op.create_index("role_stashes_shadow_deleted_at_id_idx",
-                    "role_stashes_shadow", ["deleted_at", "id"])
+                    "role_stashes_shadow", ["deleted_at", "id"],
+                    schema=schema)
     op.create_table(
         "role_stash_roles_shadow",
         sa.Column("stash_id", types.BigId, nullable=False, autoincrement=False),
@@ -52,7 +54,7 @@ def upgrade():
         sa.Column("name", sa.String(255), nullable=False),
         sa.PrimaryKeyConstraint(
             "stash_id", "position", name="role_stash_roles_shadow_pkey"),
-        **mysql_args)
+        schema=schema, **mysql_args)
     op.create_table(
         "role_stash_vendordata_shadow",
         sa.Column("id", types.BigId, nullable=False, autoincrement=True),
@@ -67,13 +69,15 @@ def upgrade():
         sa.Column("keep_until", types.Timestamp, nullable=False),
         sa.PrimaryKeyConstraint("id",
                                 name="role_stash_vendordata_shadow_pkey"),
-        **mysql_args)
+        schema=schema, **mysql_args)
     op.create_index("role_stash_vendordata_shadow_keep_until_id_idx",
-                    "role_stash_vendordata_shadow", ["keep_until", "id"])
+                    "role_stash_vendordata_shadow", ["keep_until", "id"],
+                    schema=schema)
 
 
 def downgrade():
+    schema = op.get_context().version_table_schema
     # The archived rows go with their tables.
-    op.drop_table("role_stash_vendordata_shadow")
-    op.drop_table("role_stash_roles_shadow")
-    op.drop_table("role_stashes_shadow")
+    op.drop_table("role_stash_vendordata_shadow", schema=schema)
+    op.drop_table("role_stash_roles_shadow", schema=schema)
+    op.drop_table("role_stashes_shadow", schema=schema)

@@ -6,7 +6,6 @@ import contextlib
 
 from role_stash.cmd import common
 from role_stash.cmd.common import args
-from role_stash.db import api
 from role_stash.db import archive
 from role_stash.db import validation
 
@@ -99,7 +98,7 @@ def archive_deleted(arguments, context_manager):
     tables."""
     return _in_batches(
         arguments, "archive-deleted",
-        api.StashRepository(context_manager).archive_deleted,
+        common.repository(arguments, context_manager).archive_deleted,
         before=arguments.before)
 
 
@@ -116,5 +115,5 @@ def purge(arguments, context_manager):
     of the shadow tables, and soft-deleted rows of the live ones."""
     return _in_batches(
         arguments, "purge",
-        api.StashRepository(context_manager).purge_deleted,
+        common.repository(arguments, context_manager).purge_deleted,
         before=arguments.before, everything=arguments.all)

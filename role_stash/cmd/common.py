@@ -13,9 +13,11 @@ from oslo_utils import timeutils
 from sqlalchemy.engine import make_url
 
 from role_stash import exception
+from role_stash.db import api
 from role_stash.db import engines
 from role_stash.db import nova_tables
 from role_stash.db import oslo_internals
+from role_stash.db import schemas
 
 OK = 0
 DATABASE_FAILURE = 1
@@ -125,6 +127,18 @@ def nova_settings(arguments):
     nova_conf = cfg.ConfigOpts()
     nova_conf(args=[], project="nova", default_config_files=[config_file])
     return None, nova_conf
+
+
+def schema(arguments):
+    """The schema of role_stash's tables as [role_stash] schema names it,
+    else schemas.AUTOMATIC."""
+    return schemas.validated(arguments.conf.role_stash.schema
+                             or schemas.AUTOMATIC)
+
+
+def repository(arguments, context_manager):
+    """Return the StashRepository of a command on context_manager."""
+    return api.StashRepository(context_manager, schema=schema(arguments))
 
 
 def context_manager(conf, arguments):

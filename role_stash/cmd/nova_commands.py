@@ -7,7 +7,6 @@ from role_stash.cmd import common
 from role_stash.cmd import status
 from role_stash.cmd.common import args
 from role_stash.conf import manage as conf_manage
-from role_stash.db import api
 from role_stash.nova import boot_roles
 from role_stash.nova import orphans
 
@@ -29,7 +28,7 @@ def _batch_args(handler):
 def _with_nova(arguments, context_manager):
     """Return (the repository, Nova's database) of a command that reads
     Nova's tables; InvalidArgument if Nova's database has none."""
-    repository = api.StashRepository(context_manager)
+    repository = common.repository(arguments, context_manager)
     nova = common.nova_database(arguments, repository)
     nova.require_nova_tables("Nova's database")
     return repository, nova
@@ -119,7 +118,7 @@ def delete_orphans(arguments, context_manager):
 @common.nova_database_args
 def upgrade_check(arguments, context_manager):
     """Check that role_stash is ready for an upgrade (oslo.upgradecheck)."""
-    repository = api.StashRepository(context_manager)
+    repository = common.repository(arguments, context_manager)
     checks = status.Checks(
         repository, common.nova_database(arguments, repository),
         nova_named=any(common.nova_settings(arguments)),

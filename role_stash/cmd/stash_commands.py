@@ -5,7 +5,6 @@ import json
 
 from role_stash.cmd import common
 from role_stash.cmd.common import args
-from role_stash.db import api
 
 
 def stash_payload(stash):
@@ -43,7 +42,7 @@ def _stash_text(stash):
       help="overwrite a different live stash")
 def stash(arguments, context_manager):
     """Stash an instance's roles (as Nova does at server create)."""
-    stashed = api.StashRepository(context_manager).stash_roles(
+    stashed = common.repository(arguments, context_manager).stash_roles(
         arguments.instance_uuid, project_id=arguments.project_id,
         user_id=arguments.user_id, roles=arguments.role,
         project_domain_id=arguments.project_domain_id,
@@ -57,7 +56,7 @@ def stash(arguments, context_manager):
       help="print the vendordata fields")
 def show(arguments, context_manager):
     """Print an instance's stash, or the vendordata fields made of it."""
-    found = api.StashRepository(context_manager).get_stash(
+    found = common.repository(arguments, context_manager).get_stash(
         arguments.instance_uuid)
     if arguments.vendordata:
         fields = found.vendordata()
@@ -74,7 +73,7 @@ def show(arguments, context_manager):
 @args("--limit", type=int)
 def list_stashes(arguments, context_manager):
     """Print live stashes of a project and/or with a role, one page."""
-    found = api.StashRepository(context_manager).list_stashes(
+    found = common.repository(arguments, context_manager).list_stashes(
         project_id=arguments.project_id, role=arguments.role,
         marker=arguments.marker, limit=arguments.limit)
     common.answer(arguments, [stash_payload(item) for item in found],
@@ -87,7 +86,8 @@ def list_stashes(arguments, context_manager):
 @args("instance_uuid")
 def delete(arguments, context_manager):
     """Soft-delete an instance's stash."""
-    api.StashRepository(context_manager).delete_stash(arguments.instance_uuid)
+    common.repository(arguments, context_manager).delete_stash(
+        arguments.instance_uuid)
     common.answer(arguments, {"deleted": arguments.instance_uuid},
                   f"deleted the stash of {arguments.instance_uuid}")
     return common.OK

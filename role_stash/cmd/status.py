@@ -22,6 +22,7 @@ from role_stash.db import dialects
 from role_stash.db import engines
 from role_stash.db import migration
 from role_stash.db import models
+from role_stash.db import schemas
 from role_stash.nova import orphans
 
 Code = upgradecheck.Code
@@ -61,9 +62,14 @@ class Checks(upgradecheck.UpgradeCommands):
     def _connect(self):
         return self._repository.context_manager.writer.get_engine().connect()
 
+    def _schema(self, connection):
+        """The schema of role_stash's tables: the repository's, or found."""
+        return schemas.locate(connection, self._repository.schema)
+
     def _schema_created(self):
         with errors.translated_errors(), self._connect() as connection:
-            return migration.current_revision(connection) is not None
+            return migration.current_revision(
+                connection, self._schema(connection)) is not None
 
     def _not_checked(self):
         return Result(Code.WARNING, "Not checked: role_stash's schema is not "
@@ -72,8 +78,9 @@ class Checks(upgradecheck.UpgradeCommands):
     def _check_schema(self):
         """The schema is at head: no expand or contract revision pending."""
         with errors.translated_errors(), self._connect() as connection:
-            current = migration.current_revision(connection)
-            pending = migration.pending_revisions(connection)
+            schema = self._schema(connection)
+            current = migration.current_revision(connection, schema)
+            pending = migration.pending_revisions(connection, schema)
         if not pending:
             return Result(Code.SUCCESS, f"At head, revision {current}.")
         names = ", ".join(script.revision for script in pending)
@@ -92,6 +99,30 @@ class Checks(upgradecheck.UpgradeCommands):
                                     f"`{_COMMAND} db sync --contract` once "
                                     f"every service runs this release.")
 
+    def _check_tables_apart_from_novas(self):
+        """role_stash's tables are not in the schema of Nova's, where
+        `nova-manage db archive_deleted_rows` fails on any table that is
+        not Nova's."""
+        if not self._schema_created():
+            return self._not_checked()
+        with errors.translated_errors(), self._connect() as connection:
+            schema = self._schema(connection)
+            default = schemas.default_schema(connection)
+            holds_nova = schemas.holds_nova(connection)
+        if schema not in (None, default):
+            return Result(Code.SUCCESS, f"role_stash's tables are in "
+                                        f"{schema}, apart from Nova's.")
+        if not holds_nova:
+            return Result(Code.SUCCESS, f"Does not apply: Nova's tables are "
+                                        f"not in {default}.")
+        return Result(Code.WARNING, "role_stash's tables are in "
+                                    f"{default}, beside Nova's, where `nova-"
+                                    "manage db archive_deleted_rows` stops "
+                                    "on them half way: run "
+                                    f"`{_COMMAND} db move-tables` "
+                                    "(PostgreSQL, MySQL, MariaDB; on SQLite "
+                                    "attach a database for them).")
+
     def _check_character_sets(self):
         """MySQL and MariaDB: tables, columns and the connection in
         utf8mb4 with role_stash's collation, so every role name fits and
@@ -99,7 +130,8 @@ class Checks(upgradecheck.UpgradeCommands):
         with errors.translated_errors(), self._connect() as connection:
             found = dialects.for_dialect(
                 connection.dialect.name).character_sets(
-                    connection, models.Base.metadata.tables)
+                    connection, models.Base.metadata.tables,
+                    self._schema(connection))
         if found is None:
             return Result(Code.SUCCESS, "Does not apply: only MySQL and "
                                         "MariaDB choose a character set per "
@@ -187,7 +219,7 @@ class Checks(upgradecheck.UpgradeCommands):
             f"{_COMMAND} archive-deleted --until-complete")]
         with errors.translated_errors(), self._connect() as connection:
             archived_table = sa.inspect(connection).has_table(
-                models.ShadowStash.__tablename__)
+                models.ShadowStash.__tablename__, self._schema(connection))
         if archived_table:
             count, oldest = self._repository.count_archived(before=before)
             waiting.append(UnarchivedRows(
@@ -214,6 +246,7 @@ class Checks(upgradecheck.UpgradeCommands):
 
     _upgrade_checks = (
         ("Schema at head", _check_schema),
+        ("Tables apart from Nova's", _check_tables_apart_from_novas),
         ("MySQL character sets", _check_character_sets),
         ("Orphaned stashes", _check_orphans),
         ("Unarchived deleted rows", _check_deleted_rows),

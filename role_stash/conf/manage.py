@@ -1,5 +1,6 @@
-"""Options of role-stash-manage's own group, [role_stash]: the orphan
-sweep's grace period and the upgrade check's age of deleted rows."""
+"""Options of role_stash's own group, [role_stash]: where its tables
+live, the orphan sweep's grace period and the upgrade check's age of
+deleted rows."""
 
 from oslo_config import cfg
 
@@ -13,6 +14,18 @@ ORPHAN_GRACE_PERIOD = 24 * 3600
 DELETED_ROWS_WARN_AFTER_DAYS = 30
 
 OPTIONS = [
+    cfg.StrOpt(
+        "schema",
+        help="Where role_stash's tables live: a PostgreSQL schema, a "
+             "MySQL/MariaDB database on the same server, or an attached "
+             "SQLite database, reached on the same connection as Nova's "
+             "tables. Unset: where role-stash-manage db sync put them, "
+             "which is beside a database holding Nova's tables the "
+             "PostgreSQL schema role_stash, the MySQL database named after "
+             "Nova's with _role_stash appended, or a SQLite database "
+             "attached as role_stash; else the connection's own schema. "
+             "Nova's nova-manage db archive_deleted_rows fails on any table "
+             "in its own schema that is not Nova's."),
     cfg.IntOpt(
         "orphan_grace_period", default=ORPHAN_GRACE_PERIOD, min=0,
         help="Seconds a stash whose instance has no row in Nova's database "

@@ -21,6 +21,7 @@ from role_stash.db import dialects
 from role_stash.db import engines
 from role_stash.db import housekeeping
 from role_stash.db import reply_cache
+from role_stash.db import schemas
 from role_stash.db import validation
 from role_stash.db.archive import Summary
 from role_stash.db.dialects import LIVE
@@ -126,24 +127,28 @@ class StashRepository(reply_cache.ReplyCacheOperations,
                       housekeeping.HousekeepingOperations):
     """Stash and read the create-time roles of instances."""
 
-    def __init__(self, context_manager, *, _owns_context_manager=False):
+    def __init__(self, context_manager, *, schema=schemas.AUTOMATIC,
+                 _owns_context_manager=False):
         """Use an oslo.db enginefacade transaction context manager; pass the
-        caller's own to let calls join the caller's transactions."""
-        self._database = calls.Database(context_manager)
+        caller's own to let calls join the caller's transactions. schema:
+        where role_stash's tables are (None: the default schema), else
+        found at the first call (see role_stash.db.schemas)."""
+        self._database = calls.Database(context_manager, schema)
         self._owns_context_manager = _owns_context_manager
 
     @classmethod
-    def from_url(cls, url=None, **options):
+    def from_url(cls, url=None, *, schema=schemas.AUTOMATIC, **options):
         """Return a repository on a database URL (default: the SQLite file,
         or $ROLE_STASH_DATABASE_URL); options go to enginefacade."""
         return cls(engines.context_manager_from_url(url, **options),
-                   _owns_context_manager=True)
+                   schema=schema, _owns_context_manager=True)
 
     @classmethod
-    def from_config(cls, conf, group="database"):
+    def from_config(cls, conf, group="database", *,
+                    schema=schemas.AUTOMATIC):
         """Return a repository on an oslo.config [database] section."""
         return cls(engines.context_manager_from_config(conf, group),
-                   _owns_context_manager=True)
+                   schema=schema, _owns_context_manager=True)
 
     def close(self):
         """Close the connections this repository opened: its own engines,
@@ -157,6 +162,12 @@ class StashRepository(reply_cache.ReplyCacheOperations,
         """The enginefacade transaction context manager of the stashes'
         database."""
         return self._database.context_manager
+
+    @property
+    def schema(self):
+        """The schema of role_stash's tables, None for the default one;
+        schemas.AUTOMATIC until the first call finds it."""
+        return self._database.schema
 
     @property
     def lone_engines(self):

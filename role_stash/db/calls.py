@@ -8,7 +8,8 @@ write in a transaction of its own, a read on role_stash's reader engine
 (in autocommit where the dialect says so), both retried on deadlock and
 lost connection. With a read replica configured ([database]
 slave_connection), the lone metadata reads ask it first, and the primary
-for what it lacks.
+for what it lacks. Every call's work runs with role_stash's statements in
+the schema of its tables (see role_stash.db.schemas).
 """
 
 import threading
@@ -20,16 +21,62 @@ from role_stash.db import dialects
 from role_stash.db import engines
 from role_stash.db import errors
 from role_stash.db import oslo_internals
+from role_stash.db import schemas
 
 
 class Database:
     """A repository's way to its database: the enginefacade context
     manager, and the engines of lone calls, built at the first call."""
 
-    def __init__(self, context_manager):
+    def __init__(self, context_manager, schema=schemas.AUTOMATIC):
+        """schema: where role_stash's tables are (None: the default
+        schema), else found on the first call's connection."""
         self.context_manager = context_manager
+        self._wanted_schema = schemas.validated(schema)
+        # (the enginefacade factory it was found on, the schema found).
+        self._found = (None, self._wanted_schema)
         self._engines = None
         self._lock = threading.Lock()
+
+    def in_schema(self, work):
+        """Return work, run with role_stash's statements in the schema of
+        its tables: the connection maps the unnamed schema to it while
+        work runs, then maps as it did, since it may be the caller's."""
+        def run(connection):
+            schema = self.schema
+            if schema is schemas.AUTOMATIC:
+                schema = schemas.locate(connection, self._wanted_schema)
+                self._found = (oslo_internals.factory_of(
+                    self.context_manager), schema)
+            before = connection.get_execution_options().get(
+                "schema_translate_map")
+            if schema is not None:
+                connection.execution_options(
+                    schema_translate_map=schemas.translate_map(schema))
+            try:
+                return work(connection)
+            except db_exc.DBNonExistentTable:
+                # Moved since they were found (db move-tables): the next
+                # call looks again.
+                self._found = (None, self._wanted_schema)
+                raise
+            finally:
+                if schema is not None:
+                    connection.execution_options(
+                        schema_translate_map=before)
+        return run
+
+    @property
+    def schema(self):
+        """The schema of role_stash's tables (None: the default one), or
+        schemas.AUTOMATIC until a call finds it; found anew on another
+        database (a test suite patching another factory in)."""
+        if self._wanted_schema is not schemas.AUTOMATIC:
+            return self._wanted_schema
+        factory, schema = self._found
+        if factory is not oslo_internals.factory_of(self.context_manager):
+            return schemas.AUTOMATIC
+        return schema
 
     @property
     def lone_engines(self):
@@ -104,6 +151,7 @@ class Call:
         retried. When the database reports a duplicate entry, return
         on_duplicate() instead (it may raise); without it, that is a
         DatabaseError."""
+        work = self._database.in_schema(work)
         with errors.translated_errors():
             try:
                 if self.joined:
@@ -131,7 +179,8 @@ class Call:
         if self.joined:
             return None
         with errors.translated_errors():
-            return self._database.lone_engines.run_in_autocommit(work)
+            return self._database.lone_engines.run_in_autocommit(
+                self._database.in_schema(work))
 
     def read_replica_first(self, read, instance_uuids):
         """Return {instance_uuid: value} of read(connection, uuids).
@@ -148,8 +197,8 @@ class Call:
         if replica is not None:
             try:
                 found = lone.run_on_replica(
-                    replica, lambda connection: read(connection,
-                                                     instance_uuids))
+                    replica, self._database.in_schema(
+                        lambda connection: read(connection, instance_uuids)))
             except exception.DatabaseError:
                 pass  # logged; the primary answers
             instance_uuids = [instance_uuid for instance_uuid in

@@ -145,7 +145,7 @@ class Statements:
         "skip_autocommit_rollback": True,
     }
 
-    def character_sets(self, connection, tables):
+    def character_sets(self, connection, tables, schema=None):
         """Return a CharacterSets of the connection and of tables' string
         columns where the database's character set is chosen per table
         and per connection (MySQL, MariaDB); None where every string holds
@@ -193,6 +193,25 @@ class Statements:
     def begin_batch(self, connection):
         """Run what a batch's transaction needs first, before its SELECT."""
 
+
+    def own_schema(self, inspector):
+        """The schema of role_stash's own beside the default one of an
+        inspector's connection, where reflecting the default schema, as
+        Nova's archive does, never sees role_stash's tables; None where
+        there is none."""
+        return None
+
+    # Whether move_table(table, from_schema, to_schema) gives the
+    # statement that moves a table to another schema by its metadata
+    # alone, with its rows, indexes and constraints: SQLite moves no
+    # table between databases.
+    moves_tables = False
+
+    def schema_grants(self, schema, owner, runtime):
+        """The statements an administrator runs to make schema, owned by
+        the owner account (which runs `db sync`), and let the runtime
+        account read and write its tables."""
+        return [f"ATTACH DATABASE '<file>' AS {schema}"]
 
     def insert_new_stashes(self, connection, rows, roles):
         """INSERT stash rows whose instances had no live stash when just
@@ -247,14 +266,30 @@ _CONNECTION_CHARSETS = ("character_set_client", "character_set_connection",
                         "character_set_results")
 _TABLE_COLLATIONS = sa.text(
     "SELECT table_name, table_collation FROM information_schema.tables "
-    "WHERE table_schema = DATABASE() AND table_name IN :tables "
+    "WHERE table_schema = COALESCE(:schema, DATABASE()) "
+    "AND table_name IN :tables "
     "ORDER BY table_name").bindparams(sa.bindparam("tables", expanding=True))
 _COLUMN_CHARSETS = sa.text(
     "SELECT table_name, column_name, character_set_name, collation_name "
-    "FROM information_schema.columns WHERE table_schema = DATABASE() "
+    "FROM information_schema.columns "
+    "WHERE table_schema = COALESCE(:schema, DATABASE()) "
     "AND table_name IN :tables AND character_set_name IS NOT NULL "
     "ORDER BY table_name, ordinal_position").bindparams(
         sa.bindparam("tables", expanding=True))
+
+
+# The database of role_stash's own beside a MySQL database: its name and
+# this suffix.
+MYSQL_OWN_DATABASE_SUFFIX = "_role_stash"
+# The schema of role_stash's own in a PostgreSQL database, and the name of
+# the SQLite database holding its tables where one is attached.
+POSTGRESQL_OWN_SCHEMA = SQLITE_OWN_DATABASE = "role_stash"
+
+
+def mysql_own_database(database):
+    """The database of role_stash's own beside a MySQL database: a schema
+    is a database there, and one per cell database, named after it."""
+    return f"{database}{MYSQL_OWN_DATABASE_SUFFIX}"
 
 
 class MySQL(Statements):
@@ -263,7 +298,23 @@ class MySQL(Statements):
 
     _insert = sa.insert(STASHES)
 
-    def character_sets(self, connection, tables):
+    def own_schema(self, inspector):
+        return mysql_own_database(inspector.default_schema_name)
+
+    moves_tables = True
+
+    def move_table(self, table, from_schema, to_schema):
+        return sa.text(f"RENAME TABLE `{from_schema}`.`{table}` "
+                       f"TO `{to_schema}`.`{table}`")
+
+    def schema_grants(self, schema, owner, runtime):
+        return [f"CREATE DATABASE IF NOT EXISTS `{schema}` "
+                "CHARACTER SET utf8mb4",
+                f"GRANT ALL PRIVILEGES ON `{schema}`.* TO {owner}",
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{schema}`.* "
+                f"TO {runtime}"]
+
+    def character_sets(self, connection, tables, schema=None):
         variables = connection.execute(sa.text("SELECT " + ", ".join(
             f"@@{name}" for name in _CONNECTION_CHARSETS))).one()
         tables = sorted(tables)
@@ -274,9 +325,9 @@ class MySQL(Statements):
         return CharacterSets(
             connection=dict(zip(_CONNECTION_CHARSETS, variables)),
             tables=[tuple(row) for row in connection.execute(
-                _TABLE_COLLATIONS, {"tables": tables})],
+                _TABLE_COLLATIONS, {"tables": tables, "schema": schema})],
             columns=[tuple(row) for row in connection.execute(
-                _COLUMN_CHARSETS, {"tables": tables})],
+                _COLUMN_CHARSETS, {"tables": tables, "schema": schema})],
             charset=models.MYSQL_TABLE_ARGS["mysql_charset"],
             collation=collation)
 
@@ -307,6 +358,14 @@ class SQLite(Statements):
 
     def insert_stash_row(self, connection, row):
         return connection.execute(self._insert, row).scalar()
+
+    def own_schema(self, inspector):
+        # A database attached to each connection under that name (see
+        # schemas.attach_on_connect); none in an in-memory database's one
+        # connection, or where none is attached: the main database.
+        if SQLITE_OWN_DATABASE in inspector.get_schema_names():
+            return SQLITE_OWN_DATABASE
+        return None
 
     def removable_stashes(self, archiving):
         # SQLite gives a new row the largest id in the table plus one (no
@@ -423,6 +482,25 @@ class PostgreSQL(Statements):
     _plan_on_the_indexes = sa.select(
         sa.func.set_config("plan_cache_mode", "force_custom_plan", True),
         sa.func.set_config("enable_seqscan", "off", True))
+
+    def own_schema(self, inspector):
+        return POSTGRESQL_OWN_SCHEMA
+
+    moves_tables = True
+
+    def move_table(self, table, from_schema, to_schema):
+        return sa.text(f'ALTER TABLE "{from_schema}"."{table}" '
+                       f'SET SCHEMA "{to_schema}"')
+
+    def schema_grants(self, schema, owner, runtime):
+        return [f'CREATE SCHEMA IF NOT EXISTS "{schema}" '
+                f"AUTHORIZATION {owner}",
+                f'GRANT USAGE ON SCHEMA "{schema}" TO {runtime}',
+                f'ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA '
+                f'"{schema}" GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES '
+                f"TO {runtime}",
+                f'ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA '
+                f'"{schema}" GRANT USAGE ON SEQUENCES TO {runtime}']
 
     def begin_batch(self, connection):
         connection.execute(self._plan_on_the_indexes)

@@ -13,6 +13,7 @@ from role_stash.db import archive
 from role_stash.db import calls
 from role_stash.db import dialects
 from role_stash.db import nova_tables
+from role_stash.db import schemas
 from role_stash.db import validation
 from role_stash.db.models import SHADOW_STASHES
 from role_stash.db.models import STASHES
@@ -64,16 +65,23 @@ class HousekeepingOperations:
             parameters["before"] = validation.utc_datetime(
                 written_before, "written_before")
             conditions.append(dialects.WRITTEN_AT < sa.bindparam("before"))
-        if validation.flag(unless_live_here, "unless_live_here"):
-            conditions.append(nova_tables.no_live_instance(
-                STASHES.c.instance_uuid))
+        unless_live_here = validation.flag(unless_live_here,
+                                           "unless_live_here")
         soft_delete = dialects.SOFT_DELETE.where(*conditions)
 
         def delete(connection):
+            statement = soft_delete
+            if unless_live_here:
+                # Nova's table, in the default schema even where
+                # role_stash's are in one of their own.
+                statement = statement.where(nova_tables.no_live_instance(
+                    STASHES.c.instance_uuid,
+                    None if self.schema is None
+                    else schemas.default_schema(connection)))
             deleted = []
             for instance_uuid in instance_uuids:
                 keys = {**parameters, "uuid": instance_uuid}
-                if connection.execute(soft_delete, keys).rowcount:
+                if connection.execute(statement, keys).rowcount:
                     connection.execute(dialects.DELETE_REPLIES, keys)
                     deleted.append(instance_uuid)
             return deleted

@@ -20,14 +20,14 @@ from alembic import script as alembic_script
 from alembic.runtime import migration as alembic_migration
 
 from role_stash import exception
+from role_stash.db import models
+from role_stash.db import schemas
 
 EXPAND = "expand"
 CONTRACT = "contract"
 PHASES = (EXPAND, CONTRACT)
 
-# Named for this package, so the schema can share a database (Nova's, say)
-# with another Alembic-managed project.
-VERSION_TABLE = "role_stash_alembic_version"
+VERSION_TABLE = models.VERSION_TABLE
 
 # Exit codes of `role-stash-manage db check`, as `keystone-manage db_sync
 # --check` answers them.
@@ -46,13 +46,16 @@ def script_location():
     return os.path.join(os.path.dirname(package), "alembic")
 
 
-def make_config(connection=None):
+def make_config(connection=None, schema=schemas.AUTOMATIC):
     """Return an Alembic Config on the packaged migrations, handing env.py
-    connection (in config.attributes, Alembic's cookbook convention)."""
+    connection and the schema of role_stash's tables there (None: the
+    default schema; AUTOMATIC: schemas.locate's) in config.attributes,
+    Alembic's cookbook convention."""
     config = alembic_config.Config()
     config.set_main_option("script_location", script_location())
     if connection is not None:
         config.attributes["connection"] = connection
+        config.attributes["schema"] = schemas.locate(connection, schema)
     return config
 
 
@@ -72,17 +75,22 @@ def phase_of(script):
     return phase
 
 
-def current_revision(connection):
-    """Return the revision the database is at, or None (empty schema)."""
+def current_revision(connection, schema=schemas.AUTOMATIC):
+    """Return the revision the database is at, or None (empty schema);
+    schema as schemas.locate takes it."""
+    schema = schemas.locate(connection, schema)
+    if not schemas.exists(connection, schema):
+        return None
     context = alembic_migration.MigrationContext.configure(
-        connection, opts={"version_table": VERSION_TABLE})
+        connection, opts={"version_table": VERSION_TABLE,
+                          "version_table_schema": schema})
     return context.get_current_revision()
 
 
-def pending_revisions(connection):
+def pending_revisions(connection, schema=schemas.AUTOMATIC):
     """Return the revision scripts not yet applied, in order."""
     history = revisions()
-    current = current_revision(connection)
+    current = current_revision(connection, schema)
     if current is None:
         return history
     known = [script.revision for script in history]
@@ -107,22 +115,28 @@ def sync_target(pending, phase=None):
     return pending[stop - 1].revision if stop else None
 
 
-def upgrade(connection, target="head"):
-    """Upgrade the schema to a revision."""
-    command.upgrade(make_config(connection), target)
+def upgrade(connection, target="head", schema=schemas.AUTOMATIC):
+    """Upgrade the schema to a revision, in schema (created if need be;
+    AUTOMATIC: where schemas.locate places it)."""
+    schema = schemas.locate(connection, schema, for_sync=True)
+    schemas.create(connection, schema)
+    command.upgrade(make_config(connection, schema), target)
 
 
-def downgrade(connection, target):
+def downgrade(connection, target, schema=schemas.AUTOMATIC):
     """Downgrade the schema to a revision ("base": no tables)."""
-    command.downgrade(make_config(connection), target)
+    command.downgrade(make_config(
+        connection, schemas.locate(connection, schema)), target)
 
 
-def sync(connection, phase=None):
+def sync(connection, phase=None, schema=schemas.AUTOMATIC):
     """Upgrade the schema (all pending, or one phase); return the revision
     reached, or None when nothing was to apply."""
-    target = sync_target(pending_revisions(connection), phase)
+    schema = schemas.locate(connection, schema, for_sync=True)
+    schemas.create(connection, schema)
+    target = sync_target(pending_revisions(connection, schema), phase)
     if target is not None:
-        upgrade(connection, target)
+        upgrade(connection, target, schema)
     return target
 
 
@@ -134,6 +148,6 @@ def status(pending):
     return EXPAND_PENDING if phase_of(pending[0]) == EXPAND else CONTRACT_PENDING
 
 
-def check(connection):
+def check(connection, schema=schemas.AUTOMATIC):
     """Return the schema's status (see status())."""
-    return status(pending_revisions(connection))
+    return status(pending_revisions(connection, schema))

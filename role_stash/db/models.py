@@ -31,6 +31,21 @@ class Base(orm.DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 
+# role_stash's Alembic version table: named for this package, so the
+# schema can share a database (Nova's, say) with another Alembic-managed
+# project.
+VERSION_TABLE = "role_stash_alembic_version"
+
+
+def metadata_in(schema):
+    """Return a MetaData of copies of role_stash's tables in schema (None:
+    the connection's default schema), as migrations compare them."""
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    for table in Base.metadata.sorted_tables:
+        table.to_metadata(metadata, schema=schema)
+    return metadata
+
+
 class _StashColumns:
     """The columns of a stash but its id, live and archived alike."""
 

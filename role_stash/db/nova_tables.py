@@ -64,15 +64,24 @@ def _uuid_forms(instance_uuids):
                    for form in (value, value.upper())})
 
 
-def no_live_instance(instance_uuid_column):
+_INSTANCES_IN = {}
+
+
+def no_live_instance(instance_uuid_column, schema=None):
     """A condition on a row holding an instance UUID: Nova's instances
-    table, in the same database, has no live row for it. Checked in the
-    statement that uses it, so an instance committed since a scan keeps
-    its stash."""
+    table, in the same database (in schema, when named), has no live row
+    for it. Checked in the statement that uses it, so an instance
+    committed since a scan keeps its stash."""
+    instances = INSTANCES
+    if schema is not None:
+        instances = _INSTANCES_IN.get(schema)
+        if instances is None:
+            instances = _INSTANCES_IN[schema] = INSTANCES.to_metadata(
+                sa.MetaData(), schema=schema)
     return ~sa.exists().where(
-        INSTANCES.c.uuid.in_([instance_uuid_column,
+        instances.c.uuid.in_([instance_uuid_column,
                               sa.func.upper(instance_uuid_column)]),
-        LIVE_INSTANCE)
+        instances.c.deleted == 0)
 
 
 class NovaDatabase:

@@ -39,6 +39,8 @@ from role_stash.db import api  # noqa: E402
 from role_stash.db import engines  # noqa: E402
 from role_stash.db import migration  # noqa: E402
 from role_stash.db import models  # noqa: E402
+from role_stash.db import oslo_internals  # noqa: E402
+from role_stash.db import schemas as stash_schemas  # noqa: E402
 from role_stash.conf import vendordata as conf_vendordata  # noqa: E402
 from role_stash.nova import vendordata  # noqa: E402
 from tests import helpers  # noqa: E402
@@ -78,25 +80,61 @@ def migrate_nova(url):
         context_manager.writer.get_engine().dispose()
 
 
+def migrate_role_stash(url, target="head", schema=stash_schemas.AUTOMATIC):
+    """Upgrade role_stash's schema on url through its public migration API
+    (schema: where its tables go, by default where it places them)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            migration.upgrade(connection, target, schema)
+    finally:
+        engine.dispose()
+
+
+def role_stash_schema(url):
+    """The schema role_stash's tables are in on url, None for the default
+    one (role_stash.db.schemas.locate)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return stash_schemas.locate(connection)
+    finally:
+        engine.dispose()
+
+
+def role_stash_tables(schema):
+    """role_stash's tables in schema, children first."""
+    return list(reversed(models.metadata_in(schema).sorted_tables))
+
+
+def _table_shapes(inspector, schema):
+    return {name: (tuple(sorted(column["name"] for column in
+                                inspector.get_columns(name, schema))),
+                   tuple(sorted(str(index["name"]) for index in
+                                inspector.get_indexes(name, schema))))
+            for name in inspector.get_table_names(schema)}
+
+
 def schema_state(url):
-    """{table: (column names, index names)} and the two version tables'
-    revisions of the database at url."""
+    """{table: (column names, index names)} of the default schema, the
+    same of role_stash's schema when it has one of its own, and the two
+    version tables' revisions of the database at url."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
             inspector = sa.inspect(connection)
-            tables = {
-                name: (tuple(sorted(column["name"] for column in
-                                    inspector.get_columns(name))),
-                       tuple(sorted(str(index["name"]) for index in
-                                    inspector.get_indexes(name))))
-                for name in inspector.get_table_names()}
+            own = stash_schemas.locate(connection)
+            tables = _table_shapes(inspector, None)
+            own_tables = {} if own is None else _table_shapes(inspector, own)
             versions = {}
-            for table in (NOVA_VERSION_TABLE, migration.VERSION_TABLE):
-                if table in tables:
-                    versions[table] = connection.execute(sa.text(
-                        f"SELECT version_num FROM {table}")).scalars().all()
-            return tables, versions
+            for table, schema, names in (
+                    (NOVA_VERSION_TABLE, None, tables),
+                    (migration.VERSION_TABLE, own, {**tables, **own_tables})):
+                if table in names:
+                    versions[table] = connection.execute(sa.select(
+                        sa.table(table, sa.column("version_num"),
+                                 schema=schema))).scalars().all()
+            return {**tables, **own_tables}, versions
     finally:
         engine.dispose()
 
@@ -119,8 +157,10 @@ def schemas():
     imported under --import-mode=importlib)."""
     class Schemas:
         install_nova = staticmethod(migrate_nova)
-        install_role_stash = staticmethod(helpers.upgrade)
+        install_role_stash = staticmethod(migrate_role_stash)
         state = staticmethod(schema_state)
+        role_stash_schema = staticmethod(role_stash_schema)
+        role_stash_tables = staticmethod(role_stash_tables)
         nova_head = staticmethod(nova_head_revision)
         role_stash_head = staticmethod(role_stash_head_revision)
     return Schemas
@@ -168,15 +208,18 @@ _tables_of = {}
 
 def empty_tables(engine):
     """Delete every row of every table but the two version tables,
-    children before parents."""
+    children before parents, role_stash's wherever they are."""
     key = engine.url.render_as_string(hide_password=False)
     tables = _tables_of.get(key)
     if tables is None:
         metadata = sa.MetaData()
         metadata.reflect(bind=engine)
-        tables = _tables_of[key] = [
-            table for table in reversed(metadata.sorted_tables)
-            if table.name not in _VERSION_TABLES]
+        tables = [table for table in reversed(metadata.sorted_tables)
+                  if table.name not in _VERSION_TABLES]
+        own = role_stash_schema(key)
+        if own is not None:
+            tables = role_stash_tables(own) + tables
+        _tables_of[key] = tables
     with engine.begin() as connection:
         for table in tables:
             connection.execute(table.delete())
@@ -200,6 +243,15 @@ def nova_context_manager(nova_shared_url):
             empty_tables(engine)
         finally:
             engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def stash_table_name(nova_shared_url):
+    """stash_table_name(table): role_stash's table as SQL names it on the
+    shared database, in the schema role_stash's tables are in."""
+    schema = role_stash_schema(nova_shared_url)
+    preparer = sa.create_engine(nova_shared_url).dialect.identifier_preparer
+    return lambda name: preparer.format_table(sa.table(name, schema=schema))
 
 
 @pytest.fixture
@@ -279,7 +331,8 @@ def cell_database(_cell_context_manager):
     (instances, instance_system_metadata, its own) are deleted; a test
     that lets Nova's objects write more takes nova_context_manager."""
     yield _cell_context_manager
-    tables = [*reversed(models.Base.metadata.sorted_tables),
+    tables = [*role_stash_tables(role_stash_schema(
+                  oslo_internals.configured_url(_cell_context_manager))),
               NOVA_SYSTEM_METADATA, NOVA_INSTANCES]
     with _cell_context_manager.writer.get_engine().begin() as connection:
         for table in tables:

@@ -66,7 +66,7 @@ def test_a_stash_in_a_cell_joins_the_cells_create_transaction(
 
 def test_nova_retries_a_whole_create_whose_stash_was_a_deadlock_victim(
         nova_context_manager, nova_repository, nova_engine, user_context,
-        new_uuid, server):
+        new_uuid, server, stash_table_name):
     """A rival transaction holds the stash's unique key and then waits for
     the instance row: a real deadlock on the stash's INSERT. Nova's own
     wrap_db_retry(retry_on_deadlock=True) retries the whole create, which
@@ -90,7 +90,8 @@ def test_nova_retries_a_whole_create_whose_stash_was_a_deadlock_victim(
             nova_repository.stash_from_context(context, instance_uuid)
 
     insert_stash = sa.text(
-        "INSERT INTO role_stashes (instance_uuid, project_id, user_id, "
+        f"INSERT INTO {stash_table_name('role_stashes')} "
+        "(instance_uuid, project_id, user_id, "
         "created_at, deleted) VALUES (:uuid, 'p', 'u', :now, 0)")
 
     def rival():
@@ -132,7 +133,8 @@ def test_nova_retries_a_whole_create_whose_stash_was_a_deadlock_victim(
         assert rival_outcome == ["went on"]
     assert count(nova_engine, "SELECT COUNT(*) FROM instances "
                  "WHERE uuid = :uuid", uuid=instance_uuid) == 1
-    assert count(nova_engine, "SELECT COUNT(*) FROM role_stashes "
+    assert count(nova_engine, "SELECT COUNT(*) FROM "
+                 f"{stash_table_name('role_stashes')} "
                  "WHERE instance_uuid = :uuid", uuid=instance_uuid) == 1
     assert nova_repository.get_stash(instance_uuid).roles == (
         "member", "reader")
@@ -140,7 +142,7 @@ def test_nova_retries_a_whole_create_whose_stash_was_a_deadlock_victim(
 
 def test_a_retried_create_under_repeatable_read_finds_the_stash(
         nova_context_manager, nova_repository, nova_engine, user_context,
-        new_uuid, server):
+        new_uuid, server, stash_table_name):
     """The caller's REPEATABLE READ snapshot predates an identical stash
     committed meanwhile. MariaDB: the locking re-read sees it, and the
     repeat returns it. PostgreSQL: the server refuses to serialize, which
@@ -158,8 +160,8 @@ def test_a_retried_create_under_repeatable_read_finds_the_stash(
             if server.name != "sqlite":
                 # The snapshot starts with the transaction's first read
                 # (on SQLite that read would lock out the rival's write).
-                connection.execute(sa.text(
-                    "SELECT COUNT(*) FROM role_stashes"))
+                connection.execute(sa.text("SELECT COUNT(*) FROM " + (
+                    stash_table_name("role_stashes"))))
             rival = nova_repository.stash_from_context(user_context,
                                                        instance_uuid)
             return rival, nova_repository.stash_from_context(

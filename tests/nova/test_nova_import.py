@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from role_stash.db import api
 from role_stash.cmd import manage
 from role_stash.db import models
+from role_stash.db import schemas as stash_schemas
 from role_stash.db import nova_tables
 from role_stash.nova import boot_roles as nova_import
 
@@ -80,6 +81,9 @@ def stash_rows(engine):
     stashes = models.Stash.__table__
     roles = models.StashRole.__table__
     with engine.connect() as connection:
+        # Wherever role_stash's tables are.
+        connection.execution_options(schema_translate_map={
+            None: stash_schemas.locate(connection)})
         return (connection.execute(sa.select(stashes).order_by(
                     stashes.c.id)).all(),
                 connection.execute(sa.select(roles).order_by(

@@ -28,13 +28,16 @@ def orphan_check(capsys):
 
 def test_a_cell_database_is_checked_for_orphans_unasked(
         orphan_check, nova_shared_url, cell_database, add_instances,
-        instance):
+        instance, server):
     [live] = add_instances(instance())
     repository = api.StashRepository(cell_database)
     repository.stash_roles(live, project_id="p", user_id="u", roles=["r"])
     repository.close()
+    # On SQLite, with no database attached, role_stash's tables are in
+    # Nova's: the check of where they are warns.
     assert orphan_check("--database-url", nova_shared_url) == (
-        0, 0, "No orphan among 1 live stashes.")
+        1 if server.name == "sqlite" else 0, 0,
+        "No orphan among 1 live stashes.")
 
 
 def test_orphans_warn_naming_the_command(

@@ -336,22 +336,26 @@ def test_the_create_time_failure_policy(service, instance, nova_repository,
 
 
 def test_a_database_without_the_cache_table_serves_as_nova_would(
-        service, instance, nova_engine, caplog):
+        service, instance, nova_engine, caplog, stash_table_name):
     """role_stash's schema not yet at revision 0002 (db sync forgotten):
     the metadata GET still answers, with Nova's fields and no cache, and
     says why."""
     service.headers = {"Cache-Control": "max-age=60"}
-    with nova_engine.begin() as connection:
-        connection.exec_driver_sql("ALTER TABLE role_stash_vendordata "
-                                   "RENAME TO role_stash_vendordata_away")
+
+    def rename(old, new):
+        # MySQL would move an unqualified new name to the default database.
+        if nova_engine.dialect.name in ("mysql", "mariadb"):
+            new = stash_table_name(new)
+        with nova_engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {stash_table_name(old)} RENAME TO {new}")
+
+    rename("role_stash_vendordata", "role_stash_vendordata_away")
     try:
         assert metadata_get(instance)["call"] == 1
         assert metadata_get(instance)["call"] == 2
     finally:
-        with nova_engine.begin() as connection:
-            connection.exec_driver_sql(
-                "ALTER TABLE role_stash_vendordata_away "
-                "RENAME TO role_stash_vendordata")
+        rename("role_stash_vendordata_away", "role_stash_vendordata")
     assert any("uncached" in record.getMessage()
                for record in caplog.records)
 
