@@ -30,6 +30,8 @@ from oslo_utils import timeutils
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from role_stash.db import errors
+from role_stash.db import oslo_internals
 from role_stash.db import api
 from role_stash.db import archive
 from role_stash.db import engines
@@ -114,8 +116,8 @@ def _nova_database(args, repository):
         return nova_tables.NovaDatabase(repository.context_manager)
     nova = (nova_tables.NovaDatabase.from_url(url) if nova_conf is None
             else nova_tables.NovaDatabase.from_config(nova_conf))
-    if make_url(engines.configured_url(nova.context_manager)) == make_url(
-            engines.configured_url(repository.context_manager)):
+    if make_url(oslo_internals.configured_url(nova.context_manager)) == make_url(
+            oslo_internals.configured_url(repository.context_manager)):
         return nova_tables.NovaDatabase(repository.context_manager)
     nova.context_manager.configure(max_retries=0)
     return nova
@@ -639,20 +641,20 @@ def _run(args):
         args.conf.command.name, getattr(args, "db_command", None),
         getattr(args, "upgrade_command", None))))
     try:
-        with engines.translated_errors():
+        with errors.translated_errors():
             context_manager = _context_manager(args.conf, args)
             LOG.debug("role-stash-manage %s on %s", command, make_url(
-                engines.configured_url(context_manager)).render_as_string(
+                oslo_internals.configured_url(context_manager)).render_as_string(
                     hide_password=True))
             return args.run(args, context_manager)
     except KeyboardInterrupt:
         print("\ninterrupted: what was done is kept; run it again to go "
               "on", file=sys.stderr)
         return INTERRUPTED
-    except tuple(error for errors, _, _ in _EXIT_CODES
-                 for error in errors) as error:
-        for errors, code, prefix in _EXIT_CODES:
-            if isinstance(error, errors):
+    except tuple(error for kinds, _, _ in _EXIT_CODES
+                 for error in kinds) as error:
+        for kinds, code, prefix in _EXIT_CODES:
+            if isinstance(error, kinds):
                 LOG.debug("role-stash-manage %s failed (exit %d): %s",
                           command, code, error)
                 print(f"error: {prefix}{error}", file=sys.stderr)

@@ -25,6 +25,8 @@ import threading
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from role_stash.db import errors
+from role_stash.db import oslo_internals
 from role_stash.db import archive
 from role_stash.db import dialects
 from role_stash.db import engines
@@ -199,13 +201,13 @@ class StashRepository:
         outside any caller's transaction (writer(), reader(), replica(),
         autocommit()), set up at the first call."""
         lone = self._engines
-        if lone is None or lone.factory is not engines.factory_of(
+        if lone is None or lone.factory is not oslo_internals.factory_of(
                 self._context_manager):
             # Under the lock: threads making their first calls at once
             # would each build a reader engine, and hold its connections.
             with self._engines_lock:
                 lone = self._engines
-                if lone is None or lone.factory is not engines.factory_of(
+                if lone is None or lone.factory is not oslo_internals.factory_of(
                         self._context_manager):
                     # Built anew when a test suite patched another factory
                     # into the context manager (Nova's does, per test).
@@ -222,15 +224,15 @@ class StashRepository:
     def _joined_transaction(self, context, writer):
         """Say whether the call joins the caller's transaction; refuse a
         transaction it cannot join."""
-        transaction = engines.open_transaction(context)
+        transaction = oslo_internals.open_transaction(context)
         if transaction is None:
             return False
-        if not engines.same_factory(transaction, self._context_manager):
+        if not oslo_internals.same_factory(transaction, self._context_manager):
             # It would commit apart, whatever the caller's fate.
             raise exception.InvalidArgument(
                 "context", "its open transaction is of another enginefacade "
                 "context manager; build the StashRepository on the caller's")
-        if writer and engines.transaction_is_reader(transaction):
+        if writer and oslo_internals.transaction_is_reader(transaction):
             raise exception.InvalidArgument(
                 "context", "its open transaction is a reader's, and a stash "
                 "write cannot join it; open it with the context manager's "
@@ -243,7 +245,7 @@ class StashRepository:
         transaction of its own, a read in autocommit where the database
         gains by it."""
         joined = self._joined_transaction(context, writer)
-        with engines.translated_errors(conflict):
+        with errors.translated_errors(conflict):
             if joined:
                 # A read joins whatever reader the caller opened, an
                 # async one (on the replica) included, as oslo.db's
@@ -277,7 +279,7 @@ class StashRepository:
             # One statement is atomic alone: a new stash costs one round
             # trip, in autocommit. A live stash makes it write nothing, and
             # the transaction below decides.
-            with engines.translated_errors():
+            with errors.translated_errors():
                 if self.lone_engines.run_in_autocommit(lambda connection: (
                         statements.insert_new_stash(
                             connection, _stash_row(wanted, now),

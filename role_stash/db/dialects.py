@@ -18,13 +18,13 @@ from sqlalchemy.dialects import sqlite
 
 from role_stash import exception
 from role_stash.db import models
+from role_stash.db.models import REPLIES
+from role_stash.db.models import ROLES
+from role_stash.db.models import SHADOW_STASHES
+from role_stash.db.models import STASHES
 from role_stash.db.values import CachedReply
 from role_stash.db.values import Stash
 
-STASHES = models.Stash.__table__
-ROLES = models.StashRole.__table__
-REPLIES = models.VendordataReply.__table__
-SHADOW_STASHES = models.ShadowStash.__table__
 
 STASH_COLUMNS = (
     STASHES.c.id, STASHES.c.instance_uuid, STASHES.c.project_id,
