@@ -28,12 +28,12 @@ TABLES = ("role_stash_vendordata", "role_stash_vendordata_shadow")
 
 def upgrade():
     for table in TABLES:
-        with op.batch_alter_table(table) as batch:
-            batch.add_column(sa.Column("request_digest", sa.String(64),
+        op.add_column(table, sa.Column("request_digest", sa.String(64),
                                        nullable=True))
 
 
 def downgrade():
+    # SQLite drops a column itself (ALTER TABLE ... DROP COLUMN): no
+    # batch copy of the table, which offline SQL could not write.
     for table in TABLES:
-        with op.batch_alter_table(table) as batch:
-            batch.drop_column("request_digest")
+        op.drop_column(table, "request_digest")

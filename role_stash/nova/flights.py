@@ -18,6 +18,14 @@ class _Shared:
         self.done = threading.Event()
         self.text = None
         self.error = None
+        self.callers = 1  # the leader, and the waiters who joined
+
+
+def callers(key):
+    """How many callers the flight of key has (0 with none in flight)."""
+    with _lock:
+        shared = _flights.get(key)
+        return 0 if shared is None else shared.callers
 
 
 class Flight:
@@ -59,6 +67,8 @@ def flight(key, seconds):
         leader = shared is None
         if leader:
             shared = _flights[key] = _Shared()
+        else:
+            shared.callers += 1
     if not leader:
         yield Flight(shared, False, seconds)
         return

@@ -98,10 +98,10 @@ def freshness(headers, now, requested_at=None):
             lifetime = (_http_date(headers["Expires"]) - date).total_seconds()
         else:
             return None  # no explicit lifetime: do not guess one
-        lifetime = min(lifetime, _GREATEST_DELTA)
-        if lifetime - age <= 0:
+        remaining = min(lifetime - age, _GREATEST_DELTA)
+        if remaining <= 0:
             return None
-        fresh_until = now + datetime.timedelta(seconds=lifetime - age)
+        fresh_until = now + datetime.timedelta(seconds=remaining)
         stale_until = None
         if ("stale-if-error" in directives
                 and "must-revalidate" not in directives):
