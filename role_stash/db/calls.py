@@ -109,9 +109,10 @@ class Call:
                 if self.joined:
                     return self._run_joined(work)
                 return self._database.lone_engines.run(self._writer, work)
-            except db_exc.DBDuplicateEntry:
+            except db_exc.DBDuplicateEntry as error:
                 if on_duplicate is None:
                     raise
+                errors.hide_bound_parameters(error)
                 return on_duplicate()
 
     def _run_joined(self, work):
@@ -159,8 +160,8 @@ class Call:
             read(connection, instance_uuids)))}
 
 
-def raise_error(error):
-    """Return an on_duplicate for Call.run that raises error."""
+def raising(error_class, *args):
+    """Return an on_duplicate for Call.run that raises error_class(*args)."""
     def on_duplicate():
-        raise error
+        raise error_class(*args)
     return on_duplicate

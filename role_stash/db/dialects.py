@@ -37,6 +37,17 @@ REPLY_COLUMNS = (
     REPLIES.c.stored_at, REPLIES.c.fresh_until, REPLIES.c.stale_until,
     REPLIES.c.request_digest,
 )
+# The statements every dialect shares: a stash's soft delete (deleted
+# takes the row's id, so the unique (instance_uuid, deleted) pair allows
+# one live stash and any number of deleted ones), the forgetting of an
+# instance's cached replies, and when a stash was last written.
+SOFT_DELETE = sa.update(STASHES).where(
+    STASHES.c.instance_uuid == sa.bindparam("uuid"), LIVE).values(
+        deleted=STASHES.c.id, deleted_at=sa.bindparam("now"))
+DELETE_REPLIES = sa.delete(REPLIES).where(
+    REPLIES.c.instance_uuid == sa.bindparam("uuid"))
+WRITTEN_AT = sa.func.coalesce(STASHES.c.updated_at, STASHES.c.created_at)
+
 _WITH_REPLIES = STASHES.outerjoin(
     REPLIES, REPLIES.c.instance_uuid == STASHES.c.instance_uuid)
 
