@@ -163,6 +163,7 @@ def measure(kind, limit):
                     [sys.executable, "-c", CLIENT,
                      f"http://127.0.0.1:{port}/", database, str(concurrent)],
                     capture_output=True, text=True, timeout=limit,
+                    cwd=folder,  # role_stash from PYTHONPATH, not from here
                     env={**os.environ, "NO_PROXY": "127.0.0.1"})
                 figures = (json.loads(client.stdout.splitlines()[-1])
                            if client.returncode == 0 and client.stdout
@@ -173,7 +174,8 @@ def measure(kind, limit):
     finally:
         server.kill()
         _, errors = server.communicate()
-    figures["service_calls"] = errors.count("call ")
+    figures["service_calls"] = sum(
+        line.startswith("call ") for line in errors.splitlines())
     return figures
 
 
