@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from role_stash.db import api
 from role_stash.db import models
 from role_stash.cmd import manage as role_stash_manage
+from role_stash.cmd import stash_commands
 from role_stash import exception
 from role_stash.nova import http_cache
 
@@ -1081,12 +1082,12 @@ def test_show_list_delete_and_purge_commands_answer_as_the_repository(
         answer = json.loads(out) if code == role_stash_manage.OK else None
         if name == "show":
             expected = (known.vendordata() if values[2]
-                        else role_stash_manage._stash_payload(known))
+                        else stash_commands.stash_payload(known))
             assert answer == (expected if aim_known else None), err
         elif name == "delete":
             assert answer == ({"deleted": instance} if aim_known else None)
         elif name == "list":
-            assert answer == [role_stash_manage._stash_payload(stash) for stash in
+            assert answer == [stash_commands.stash_payload(stash) for stash in
                               repository.list_stashes(
                                   project_id=project_id, role=role,
                                   marker=marker,
