@@ -143,7 +143,7 @@ def test_a_far_expires_is_cached_for_the_greatest_lifetime():
     ("*", False), ("Accept, *", False), ("X-Auth-Token", False),
     ("Cookie", False), ("Accept", True), ("accept-encoding, User-Agent", True),
     ("", True)])
-def test_a_reply_that_varies_with_more_than_what_every_call_sends_is_not_stored(
+def test_a_reply_varying_with_more_than_every_call_sends_is_not_stored(
         vary, stored):
     kept = freshness(Cache_Control="max-age=60", Vary=vary)
     assert (kept is not None) == stored

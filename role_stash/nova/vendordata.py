@@ -69,7 +69,8 @@ def _session(conf):
         for known, session in _sessions:
             if known is conf:
                 return session
-        auth = ks_loading.load_auth_from_conf_options(conf, conf_vendordata.AUTH_GROUP)
+        auth = ks_loading.load_auth_from_conf_options(
+            conf, conf_vendordata.AUTH_GROUP)
         if auth is None:
             LOG.warning("Passing insecure dynamic vendordata requests "
                         "because of missing or incorrect service account "
@@ -300,7 +301,8 @@ class DynamicVendorData:
                 return stale
         LOG.warning("Error from dynamic vendordata service %s at %s: %s",
                     name, url, error)
-        if self.conf[conf_vendordata.API_GROUP].vendordata_dynamic_failure_fatal:
+        api = self.conf[conf_vendordata.API_GROUP]
+        if api.vendordata_dynamic_failure_fatal:
             raise exception.VendordataFailed(name, url, error) from error
         return {}
 

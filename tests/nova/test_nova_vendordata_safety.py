@@ -240,7 +240,7 @@ def everything_logged(caplog):
                      f"{record.exc_text or ''}" for record in caplog.records)
 
 
-# --- One deadline, whatever the service does --------------------------------
+# --- One deadline, whatever the service does ---------------------------------
 
 MISBEHAVIOURS = {
     "redirect loop": lambda server: answer(
@@ -357,7 +357,7 @@ def test_a_gzip_bomb_is_cut_on_its_decoded_bytes(service, instance):
     assert peak < BIG_BODY // 4
 
 
-# --- Failures of parsing and of authentication: the policy, stale-if-error --
+# --- Failures of parsing and of authentication: the policy, stale-if-error ---
 
 def cache_then_fail(service, instance, failure):
     """Cache a reply with stale-if-error, let it go stale, make the next
@@ -496,7 +496,7 @@ def test_a_reply_dated_long_ago_is_as_old_as_its_date_says(
     assert nova_repository.get_replies(instance.uuid) == {}
 
 
-# --- Scheme, Content-Type, project --------------------------------------------
+# --- Scheme, Content-Type, project -------------------------------------------
 
 @pytest.fixture
 def tls_for_another_name(tmp_path):
@@ -562,7 +562,7 @@ def test_a_stash_of_another_project_is_not_sent_as_the_instances(
     assert "has no role stash of its project" in everything_logged(caplog)
 
 
-# --- Secrets --------------------------------------------------------------------
+# --- Secrets -----------------------------------------------------------------
 
 def test_a_no_store_json_secret_and_the_token_reach_no_log(
         service, instance, service_account, caplog):
