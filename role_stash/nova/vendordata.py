@@ -95,6 +95,10 @@ MAX_CACHED_BODY = 65536
 # column takes, far above any vendordata seen (the call stops reading at
 # once, so a larger or endless body costs this much memory at most).
 MAX_REPLY_BODY = validation.MAX_REPLY_BODY_BYTES
+# Arrays and objects within one another in a reply: far above any
+# vendordata's, far below what Python's recursion limit lets a worker read
+# and write.
+MAX_REPLY_NESTING = 64
 
 
 def request_digest(url, body):
@@ -119,6 +123,21 @@ def _parsed(text):
         raise exception.VendordataReplyRefused(
             f"the reply is not JSON: {type(error).__name__}: "
             f"{str(error)[:80]}") from None
+
+
+def _nested_too_deep(value):
+    """Whether a JSON value nests arrays and objects deeper than
+    MAX_REPLY_NESTING: one that Python could read could still be too deep
+    for Nova to write out again from deeper in its stack."""
+    stack = [(value, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= MAX_REPLY_NESTING:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return False
 
 
 def _json_text(reply):
@@ -279,7 +298,9 @@ class DynamicVendorData:
             raise exception.VendordataReplyRefused(
                 f"HTTP status {reply.status}")
         text = _json_text(reply)
-        _parsed(text)
+        if _nested_too_deep(_parsed(text)):
+            raise exception.VendordataReplyRefused(
+                f"the reply nests deeper than {MAX_REPLY_NESTING} levels")
         kept = text if len(reply.content) <= MAX_CACHED_BODY else None
         self._store(name, kept, digest, now, requested_at, reply.headers,
                     cached)
