@@ -73,6 +73,8 @@ class Misbehaving:
                     pass  # the client went away: what a cut call does
                 self.close_connection = True
 
+            do_GET = do_POST  # keystoneauth1's discovery of a Keystone
+
             def write(self, data):
                 self.wfile.write(data)
                 server.sent += len(data)
@@ -393,28 +395,34 @@ def test_stale_if_error_serves_when_the_reply_cannot_be_read(
 
 
 @pytest.fixture
-def keystone_down():
-    """keystone_down(): [vendordata_dynamic_auth] a password account on a
-    Keystone that refuses connections, its auth_url without /v3 (so
-    keystoneauth1 must discover, and raises DiscoveryFailure)."""
+def keystone_at():
+    """keystone_at(auth_url): [vendordata_dynamic_auth] a password account
+    on the Keystone at auth_url (without /v3: keystoneauth1 discovers)."""
     from keystoneauth1 import loading as ks_loading
     group = conf_vendordata.AUTH_GROUP
     CONF.register_opts(ks_loading.get_auth_plugin_conf_options("password"),
                        group)
-    values = {"auth_type": "password", "auth_url": "http://127.0.0.1:1",
-              "username": "nova", "password": "keystone-pw-s3cret",
+    values = {"auth_type": "password", "username": "nova",
+              "password": "keystone-pw-s3cret",
               "user_domain_name": "Default", "project_name": "service",
               "project_domain_name": "Default"}
 
-    def down():
-        for name, value in values.items():
+    def configure(auth_url):
+        for name, value in {**values, "auth_url": auth_url}.items():
             CONF.set_override(name, value, group=group)
         vendordata.forget_sessions()
 
-    yield down
-    for name in values:
+    yield configure
+    for name in (*values, "auth_url"):
         CONF.clear_override(name, group=group)
     vendordata.forget_sessions()
+
+
+@pytest.fixture
+def keystone_down(keystone_at):
+    """keystone_down(): the account's Keystone refuses connections
+    (keystoneauth1 raises DiscoveryFailure)."""
+    return lambda: keystone_at("http://127.0.0.1:1")
 
 
 def test_stale_if_error_serves_when_keystone_cannot_be_discovered(
@@ -434,6 +442,20 @@ def test_stale_if_error_serves_when_keystone_cannot_be_discovered(
     CONF.set_override("vendordata_dynamic_failure_fatal", True, group="api")
     with pytest.raises(exception.VendordataFailed):
         metadata_get(instance)
+
+
+def test_a_keystone_that_drips_holds_a_worker_no_longer_than_the_timeouts(
+        services, instance, keystone_at):
+    """The service token's request to Keystone is part of the call, under
+    its deadline."""
+    service = services()
+    keystone = services()
+    keystone.behaviour = drip_headers
+    keystone_at(keystone.url)
+    seconds, reply = timed_get(instance)
+    assert seconds < DEADLINE + MARGIN
+    assert reply == {}
+    assert (keystone.calls, service.calls) == (1, 0)
 
 
 # --- What the cache keys on --------------------------------------------------
