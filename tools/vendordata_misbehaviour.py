@@ -55,7 +55,8 @@ SERVER = textwrap.dedent('''
             elif kind == "redirect hops":
                 time.sleep(4)
                 self.send_response(307)
-                self.send_header("Location", "/")
+                self.send_header("Location", "http://127.0.0.1:%d/"
+                                 % self.server.server_address[1])
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             elif kind == "hang":
