@@ -6,14 +6,15 @@ the reply logged.
 keystoneauth1 and requests bound each socket operation (a connect, a
 read), not a call: a service that sends one byte before each read timeout
 holds the caller for as long as it likes. No well-kept library bounds a
-whole call on a blocking socket, so a watchdog does: each connection a call
+whole call on a blocking socket, so a watchdog does: each socket a call
 uses is registered with the call's deadline, and at the deadline the
-watchdog shuts their sockets down, which ends at once any read or write
-blocked on them. The session's adapter (DeadlineAdapter) makes connections
-that register themselves.
+watchdog shuts them down, which ends at once any read or write blocked on
+them. The session's adapter
+(DeadlineAdapter) makes connections that register their sockets.
 """
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -35,33 +36,43 @@ _current = threading.local()
 
 
 class _Deadline:
-    """The end of one call, and the connections to shut down then."""
+    """The end of one call, and the sockets to shut down then."""
 
     def __init__(self, seconds):
         self.seconds = seconds
         self.expired = False
         self._over = False
         self._lock = threading.Lock()
-        self._connections = []
+        # Duplicates of the call's sockets' descriptors: shutdown() acts
+        # on the socket whatever descriptor names it, and the ssl module
+        # detaches the socket object it wraps.
+        self._clones = []
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def watch(self, connection):
+    def watch(self, sock):
+        """Shut sock down at the deadline, or now if it has passed."""
+        try:
+            clone = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return  # closed already: nothing to wait for
         with self._lock:
-            if not self.expired:
-                if not self._over:
-                    self._connections.append(connection)
+            if not (self.expired or self._over):
+                self._clones.append(clone)
                 return
-        _shut(connection)
+            expired = self.expired
+        if expired:
+            _shut(clone)
+        clone.close()
 
     def _expire(self):
         with self._lock:
             if self._over:
                 return  # the call ended as the timer fired
             self.expired = True
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            _shut(connection)
+            clones = list(self._clones)
+        for clone in clones:
+            _shut(clone)
 
     def __enter__(self):
         self._previous = getattr(_current, "deadline", None)
@@ -74,34 +85,37 @@ class _Deadline:
         with self._lock:
             # A connection back in the pool is another call's to use.
             self._over = True
-            self._connections = []
+            clones, self._clones = self._clones, []
+        for clone in clones:
+            clone.close()
         _current.deadline = self._previous
 
 
-def _shut(connection):
-    sock = connection.sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+def _shut(sock):
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
-def _watch(connection):
+def _watch(sock):
     deadline = getattr(_current, "deadline", None)
     if deadline is not None:
-        deadline.watch(connection)
+        deadline.watch(sock)
 
 
 class _Watched:
-    """A urllib3 connection that registers itself with the deadline of the
-    call using it: when it connects, and for each request it carries (a
-    kept-alive connection is not connected again)."""
+    """A urllib3 connection whose sockets the deadline of the call using
+    it watches: a new one as soon as it is connected (urllib3's _new_conn
+    makes it), before a proxy's CONNECT or a TLS handshake, and a
+    kept-alive one for each request it carries."""
 
-    def connect(self):
-        super().connect()
-        _watch(self)
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
 
     def request(self, *args, **kwargs):
-        _watch(self)
+        if self.sock is not None:
+            _watch(self.sock)
         return super().request(*args, **kwargs)
 
 
