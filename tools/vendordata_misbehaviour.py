@@ -8,7 +8,9 @@ on 127.0.0.1) and the client (the drop-in, with Nova's default timeouts,
 connect 5 s and read 5 s, on a SQLite file), so the client's peak RSS is
 its own. The client is killed after --limit seconds (default 150). Prints
 one line per misbehaviour: the longest call in seconds, the calls the
-service received, the client's peak RSS in MiB, and what the GET answered.
+service received, the client's peak RSS in MiB, and what the GETs
+answered (four at once of a service that hangs, two in turn of an empty
+200).
 Run it with PYTHONPATH naming a checkout to measure that checkout's code.
 """
 
@@ -105,7 +107,8 @@ CLIENT = textwrap.dedent('''
     from role_stash.db import api, engines, migration
     from role_stash.nova import vendordata
 
-    url, database, concurrent = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    url, database = sys.argv[1], sys.argv[2]
+    concurrent, rounds = int(sys.argv[3]), int(sys.argv[4])
     engine = sa.create_engine(database)
     with engine.begin() as connection:
         migration.upgrade(connection)
@@ -133,11 +136,12 @@ CLIENT = textwrap.dedent('''
             answer = f"raised {type(error).__name__}"
         results.append((time.monotonic() - started, answer))
 
-    threads = [threading.Thread(target=get) for _ in range(concurrent)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for _ in range(rounds):
+        threads = [threading.Thread(target=get) for _ in range(concurrent)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": max(s for s, _ in results),
                       "answers": sorted({a for _, a in results}),
@@ -157,12 +161,16 @@ def measure(kind, limit):
         port = int(server.stdout.readline())
         with tempfile.TemporaryDirectory() as folder:
             database = f"sqlite:///{folder}/role_stash.sqlite"
+            # Four GETs at once of a hanging service; two in turn of an
+            # empty 200 (the second read what the first cached).
             concurrent = 4 if kind == "hang" else 1
+            rounds = 2 if kind == "empty 200" else 1
             started = time.monotonic()
             try:
                 client = subprocess.run(
                     [sys.executable, "-c", CLIENT,
-                     f"http://127.0.0.1:{port}/", database, str(concurrent)],
+                     f"http://127.0.0.1:{port}/", database, str(concurrent),
+                     str(rounds)],
                     capture_output=True, text=True, timeout=limit,
                     cwd=folder,  # role_stash from PYTHONPATH, not from here
                     env={**os.environ, "NO_PROXY": "127.0.0.1"})
