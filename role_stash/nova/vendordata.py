@@ -158,7 +158,8 @@ def _json_text(reply):
             f"{error.start}") from None
 
 
-def _scheme_of(url):
+def _check_scheme(url):
+    """VendordataReplyRefused unless url is http or https, in any case."""
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise exception.VendordataReplyRefused(
@@ -275,7 +276,7 @@ class DynamicVendorData:
         one; cache what its headers allow; return the reply's JSON text,
         or raise."""
         api = self.conf[conf_vendordata.API_GROUP]
-        _scheme_of(url)
+        _check_scheme(url)
         if self.session is None:
             self.session = _session(self.conf)
         headers = dict(HEADERS)
