@@ -103,14 +103,16 @@ def role_name(value, field):
 
 
 def role_names(value, field="roles"):
-    """Return the role names as a tuple, first occurrences kept in order."""
+    """Return the role names as a tuple, first occurrences kept in order,
+    at most MAX_ROLES of them."""
     if not isinstance(value, (list, tuple)):
         _fail(field, f"expected a list of role names, got {_type_name(value)}")
-    if len(value) > MAX_ROLES:
-        _fail(field, f"more than {MAX_ROLES} roles ({len(value)})")
-    names = (role_name(name, f"{field}[{index}]")
-             for index, name in enumerate(value))
-    return tuple(dict.fromkeys(names))
+    names = tuple(dict.fromkeys(
+        role_name(name, f"{field}[{index}]")
+        for index, name in enumerate(value)))
+    if len(names) > MAX_ROLES:
+        _fail(field, f"more than {MAX_ROLES} roles ({len(names)})")
+    return names
 
 
 def instance_uuids(value, field="instance_uuids"):
