@@ -56,6 +56,13 @@ class VendordataFailed(RoleStashError):
             f"[api] vendordata_dynamic_failure_fatal is set, so this fails")
 
 
+class VendordataReplyRefused(RoleStashError):
+    """A dynamic vendordata service's answer that is not a reply to use:
+    a status other than 200 (a redirect included), no whole reply before
+    the call's deadline, a body over the cap, or a body that is not JSON
+    text. The drop-in then follows its failure policy."""
+
+
 class DatabaseError(RoleStashError):
     """The database failed; the operation did not complete."""
 

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from role_stash.db import api
 from role_stash.db import models
+from role_stash.db import validation
 from role_stash.cmd import manage as role_stash_manage
 from role_stash.cmd import stash_commands
 from role_stash import exception
@@ -101,8 +102,11 @@ def bad_role_list(value, field="roles"):
     """The fields a roles argument breaks."""
     if not isinstance(value, (list, tuple)):
         return {field}
-    return {f"{field}[{index}]" for index, name in enumerate(value)
-            if not is_role_name(name)}
+    bad = {f"{field}[{index}]" for index, name in enumerate(value)
+           if not is_role_name(name)}
+    if not bad and len(set(value)) > validation.MAX_ROLES:
+        bad.add(field)  # more distinct roles than a stash holds
+    return bad
 
 
 def storable_body(value):

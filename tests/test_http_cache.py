@@ -137,3 +137,35 @@ def test_a_far_expires_is_cached_for_the_greatest_lifetime():
     assert freshness(Expires="Fri, 31 Dec 9999 23:59:59 GMT",
                      Date="Mon, 01 Jan 1900 00:00:00 GMT").fresh_until == (
         seconds(2**31))
+
+
+@pytest.mark.parametrize("vary, stored", [
+    ("*", False), ("Accept, *", False), ("X-Auth-Token", False),
+    ("Cookie", False), ("Accept", True), ("accept-encoding, User-Agent", True),
+    ("", True)])
+def test_a_reply_varying_with_more_than_every_call_sends_is_not_stored(
+        vary, stored):
+    kept = freshness(Cache_Control="max-age=60", Vary=vary)
+    assert (kept is not None) == stored
+
+
+def test_the_age_counts_from_the_replys_date():
+    """RFC 9111 4.2.3: a reply dated an hour before it arrived is an hour
+    old, whatever its Age header says."""
+    hour_ago = "Fri, 27 Nov 2026 11:00:00 GMT"
+    assert freshness(Cache_Control="max-age=600", Date=hour_ago) is None
+    assert freshness(Cache_Control="max-age=7200", Date=hour_ago
+                     ).fresh_until == seconds(3600)
+    assert freshness(Cache_Control="max-age=7200", Date=hour_ago,
+                     Age="5400").fresh_until == seconds(1800)
+    # A Date ahead of the cache's clock makes the reply no younger.
+    assert freshness(Cache_Control="max-age=60",
+                     Date="Fri, 27 Nov 2026 13:00:00 GMT").fresh_until == (
+        seconds(60))
+
+
+def test_the_time_the_request_took_counts_in_the_age():
+    kept = http_cache.freshness(requests.structures.CaseInsensitiveDict(
+        {"Cache-Control": "max-age=60", "Age": "10"}), NOW,
+        requested_at=NOW - datetime.timedelta(seconds=5))
+    assert kept.fresh_until == seconds(45)

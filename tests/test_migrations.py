@@ -148,10 +148,27 @@ def archived_rows(connection):
         .all())
 
 
+def seed_0004(connection):
+    """Write a stash, and a cached reply keyed by its request's digest."""
+    connection.execute(sa.text(
+        "INSERT INTO role_stashes (instance_uuid, project_id, user_id, "
+        "created_at, deleted) VALUES ('55555555-5555-4555-8555-555555555555', "
+        "'p-0004', 'u-0004', '2026-01-02 03:04:05', 0)"))
+    connection.execute(sa.text(
+        "INSERT INTO role_stash_vendordata (instance_uuid, target, body, "
+        "stored_at, keep_until, request_digest) VALUES "
+        "('55555555-5555-4555-8555-555555555555', 'service', '{}', "
+        "'2026-01-02 03:04:05', '2026-01-02 03:05:05', '" + "d" * 64 + "')"))
+    return api.Stash(
+        instance_uuid="55555555-5555-4555-8555-555555555555",
+        project_id="p-0004", user_id="u-0004", roles=())
+
+
 # Each revision writes data its own way; every later upgrade must keep it.
 SEEDS = {"0001_create_role_stashes": seed_0001,
          "0002_create_vendordata_replies": seed_0002,
-         "0003_create_shadow_tables": seed_0003}
+         "0003_create_shadow_tables": seed_0003,
+         "0004_key_replies_by_request": seed_0004}
 
 
 def test_every_revision_has_a_seed():

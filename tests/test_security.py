@@ -5,6 +5,8 @@ project learns nothing of another's stash, and nothing that looks like a
 token or a password is stored, sent or logged."""
 
 import logging
+import os
+import stat
 
 from oslo_db import exception as db_exc
 import pytest
@@ -195,3 +197,19 @@ def test_a_database_urls_password_is_in_no_error_or_log(unreachable_url,
     for text in ("\n".join(chain), everything_logged(caplog), printed.out,
                  printed.err):
         assert PASSWORD not in text
+
+
+def test_the_default_sqlite_file_is_created_private(tmp_path, monkeypatch):
+    """The default database, a SQLite file in the working folder, holds
+    cached vendordata replies: it is created readable by its owner alone,
+    whatever the umask, by the first command that names it. Before, it
+    was created world-readable (0644 under umask 022)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ROLE_STASH_DATABASE_URL", raising=False)
+    old_umask = os.umask(0o022)
+    try:
+        manage.main(["list"])
+    finally:
+        os.umask(old_umask)
+    created = tmp_path / "role_stash.sqlite"
+    assert stat.S_IMODE(created.stat().st_mode) == 0o600

@@ -232,3 +232,80 @@ def test_the_stash_read_with_its_replies_is_the_stash_read_alone(repository):
     assert (found.project_domain_id, found.user_domain_id) == ("pd", "ud")
     assert list(replies) == ["a"]
     assert found.updated_at is not None
+
+
+def test_the_read_of_stash_and_replies_never_multiplies_bodies_by_roles(
+        repository):
+    """A row per role and a row per reply at most, on every backend: with
+    a hundred roles and four replies of 60 KB, each body comes back once.
+    Before, SQLite and MariaDB returned a row per role and reply, each
+    with a whole body (four hundred rows, 23 MiB)."""
+    roles = [f"role-{index:03d}" for index in range(100)]
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                           roles=roles)
+    body = '"' + "x" * 60000 + '"'
+    for target in ("a", "b", "c", "d"):
+        repository.store_reply(INSTANCE, target, body, FRESH, now=NOW)
+    statements = repository._statements()
+    with repository.lone_engines.writer().connect() as connection:
+        rows = connection.execute(statements.read_one_with_replies,
+                                  {"instance_uuid": INSTANCE}).all()
+    bodies = [row[10] for row in rows if row[10] is not None]
+    assert bodies == [body] * 4
+    assert len(rows) <= len(roles) + 4
+    found, replies = repository.get_stash_and_replies(INSTANCE)
+    assert found.roles == tuple(roles)
+    assert sorted(replies) == ["a", "b", "c", "d"]
+
+
+def test_more_roles_than_keystone_lists_are_refused_before_any_sql(
+        repository, count_statements):
+    """A stash holds at most validation.MAX_ROLES roles (Keystone's cap on
+    a listing); more are refused, naming the count."""
+    from role_stash.db import validation
+    most = [f"r{index}" for index in range(validation.MAX_ROLES)]
+    assert repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                  roles=most).roles == tuple(most)
+    with count_statements() as statements:
+        with pytest.raises(exception.InvalidArgument,
+                           match=f"more than {validation.MAX_ROLES} roles"):
+            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                   roles=[*most, "one-more"], replace=True)
+    assert statements == []
+
+
+def test_a_replace_of_the_stash_forgets_its_instances_replies(repository):
+    stash(repository)
+    repository.store_reply(INSTANCE, "a", "{}", FRESH, now=NOW)
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                           roles=["member"], replace=True)  # a repeat
+    assert list(repository.get_replies(INSTANCE)) == ["a"]
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                           roles=["admin"], replace=True)
+    assert repository.get_replies(INSTANCE) == {}
+
+
+def test_a_reply_keeps_the_digest_of_the_request_it_answers(repository):
+    stash(repository)
+    digest = "0123456789abcdef" * 4
+    repository.store_reply(INSTANCE, "a", "{}", FRESH, now=NOW,
+                           request_digest=digest)
+    repository.store_reply(INSTANCE, "b", "{}", FRESH, now=NOW)
+    replies = repository.get_stash_and_replies(INSTANCE)[1]
+    assert replies == repository.get_replies(INSTANCE)
+    assert (replies["a"].request_digest, replies["b"].request_digest) == (
+        digest, None)
+    with pytest.raises(exception.InvalidArgument, match="request_digest"):
+        repository.store_reply(INSTANCE, "a", "{}", FRESH,
+                               request_digest=digest.upper())
+
+
+def test_the_stash_of_another_project_is_not_found_with_its_replies(
+        repository):
+    stash(repository)
+    repository.store_reply(INSTANCE, "a", "{}", FRESH, now=NOW)
+    assert repository.get_stash_and_replies(
+        INSTANCE, expected_project_id="p")[0].project_id == "p"
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash_and_replies(INSTANCE,
+                                         expected_project_id="other")

@@ -104,6 +104,9 @@ def _write_stash(connection, statements, wanted, replace, now):
     connection.execute(_DELETE_ROLES, {"stash_id": stash_id})
     if wanted.roles:
         dialects.insert_roles(connection, stash_id, wanted.roles)
+    # The replies were answers to what the stash said before.
+    connection.execute(dialects.DELETE_REPLIES,
+                       {"uuid": wanted.instance_uuid})
     return wanted._replace(created_at=current.created_at, updated_at=now)
 
 

@@ -35,6 +35,7 @@ LIVE = STASHES.c.deleted == 0
 REPLY_COLUMNS = (
     REPLIES.c.target, REPLIES.c.body, REPLIES.c.etag, REPLIES.c.last_modified,
     REPLIES.c.stored_at, REPLIES.c.fresh_until, REPLIES.c.stale_until,
+    REPLIES.c.request_digest,
 )
 # The statements every dialect shares: a stash's soft delete (deleted
 # takes the row's id, so the unique (instance_uuid, deleted) pair allows
@@ -63,7 +64,7 @@ class Statements:
             self.match_many(), LIVE)
         # The metadata GET with cached vendordata: the stash, its roles
         # and its instance's cached replies, in one statement.
-        self.read_one_with_replies = self.with_roles_and_replies().where(
+        self.read_one_with_replies = self.with_roles_and_replies(
             STASHES.c.instance_uuid == sa.bindparam("instance_uuid"), LIVE)
         # The re-read of a write that met a live stash: a locking read,
         # so that in a caller's REPEATABLE READ transaction it sees the
@@ -80,15 +81,32 @@ class Statements:
                 ROLES, ROLES.c.stash_id == stashes.c.id))
             .order_by(stashes.c.id, ROLES.c.position))
 
-    def with_roles_and_replies(self):
-        """with_roles() of the table, each row also carrying one cached
-        reply of the instance (REPLY_COLUMNS, from column 9; NULL when it
-        has none): one row per role and reply."""
-        return (
-            sa.select(*STASH_COLUMNS, ROLES.c.name, *REPLY_COLUMNS)
-            .select_from(_WITH_REPLIES.outerjoin(
+    def with_roles_and_replies(self, *where):
+        """Return a SELECT of the stash columns of the stashes meeting
+        where, with their role names and their instances' cached replies
+        (REPLY_COLUMNS, from column 9): a row per role (a stash with no
+        role gives one, its name NULL) and a row per reply, its role name
+        NULL; never a row per role and reply, which would carry each
+        reply's body once per role."""
+        no_reply = [sa.type_coerce(sa.null(), column.type).label(column.name)
+                    for column in REPLY_COLUMNS]
+        roles = (
+            sa.select(*STASH_COLUMNS, ROLES.c.name, *no_reply,
+                      ROLES.c.position)
+            .select_from(STASHES.outerjoin(
                 ROLES, ROLES.c.stash_id == STASHES.c.id))
-            .order_by(STASHES.c.id, ROLES.c.position, REPLIES.c.target))
+            .where(*where))
+        replies = (
+            sa.select(*STASH_COLUMNS,
+                      sa.type_coerce(sa.null(), ROLES.c.name.type),
+                      *REPLY_COLUMNS,
+                      sa.type_coerce(sa.null(), ROLES.c.position.type))
+            .select_from(STASHES.join(
+                REPLIES, REPLIES.c.instance_uuid == STASHES.c.instance_uuid))
+            .where(*where))
+        both = sa.union_all(roles, replies)
+        return both.order_by(both.selected_columns.position,
+                             both.selected_columns.target)
 
     def fold_with_replies(self, rows):
         """Return (Stash or None, {target: CachedReply}) of the rows of
@@ -105,7 +123,7 @@ class Statements:
     def _stash_and_replies(head, roles, rows):
         stash = Stash(head[1], head[2], head[3], roles, head[4], head[5],
                       head[6], head[7])
-        return stash, {row[9]: CachedReply._make(row[9:16])
+        return stash, {row[9]: CachedReply._make(row[9:17])
                        for row in rows if row[9] is not None}
 
     def match_many(self):
@@ -420,10 +438,11 @@ class PostgreSQL(Statements):
             ROLES.c.stash_id == stashes.c.id).order_by(ROLES.c.position)
         return sa.func.array(names.scalar_subquery()).label("roles")
 
-    def with_roles_and_replies(self):
+    def with_roles_and_replies(self, *where):
+        # One row per reply (one when none): the role names in an array.
         return sa.select(
             *STASH_COLUMNS, self._role_names(STASHES), *REPLY_COLUMNS,
-        ).select_from(_WITH_REPLIES).order_by(REPLIES.c.target)
+        ).select_from(_WITH_REPLIES).where(*where).order_by(REPLIES.c.target)
 
     def fold_with_replies(self, rows):
         rows = list(rows)

@@ -154,6 +154,7 @@ def context_manager_from_url(url=None, **options):
     oslo.db retries the first connect.
     """
     url = resolve_url(url)
+    _create_private_sqlite_file(url)
     # thread_checkin's sleep(0) on every check-in is for eventlet; in a
     # threaded process it gives the CPU away on each call. slave_connection
     # is named even when None: enginefacade would take anything unnamed
@@ -168,6 +169,22 @@ def context_manager_from_url(url=None, **options):
     if chosen:
         _utf8mb4_chosen.add(context_manager)
     return context_manager
+
+
+def _create_private_sqlite_file(url):
+    """Create a SQLite URL's file, if it does not exist yet, readable and
+    writable by its owner alone (SQLite would make it as the umask lets
+    it): it holds cached vendordata replies, secrets among them. SQLite
+    gives its journals the database file's permissions."""
+    parsed = make_url(url)
+    path = parsed.database
+    if (parsed.get_backend_name() != "sqlite" or _is_in_memory(url)
+            or path.startswith("file:")):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except (FileExistsError, FileNotFoundError):
+        pass  # there already, or SQLite will say the folder is missing
 
 
 def context_manager_from_config(conf, group="database"):

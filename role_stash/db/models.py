@@ -13,6 +13,7 @@ ID_LENGTH = 255
 ROLE_NAME_LENGTH = 255
 # An HTTP date (IMF-fixdate is 29 characters), as a reply's Last-Modified.
 LAST_MODIFIED_LENGTH = 64
+REQUEST_DIGEST_LENGTH = 64
 
 NAMING_CONVENTION = {
     "ix": "%(table_name)s_%(column_0_N_name)s_idx",
@@ -123,6 +124,9 @@ class _VendordataReplyColumns:
     stale_until: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
         Timestamp)
     keep_until: orm.Mapped[datetime.datetime] = orm.mapped_column(Timestamp)
+    # The SHA-256, in hex, of the URL and JSON body the reply answers.
+    request_digest: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(REQUEST_DIGEST_LENGTH))
 
 
 class VendordataReply(_VendordataReplyColumns, Base):

@@ -26,11 +26,17 @@ _READ_REPLIES = sa.select(*dialects.REPLY_COLUMNS).where(
 class ReplyCacheOperations:
     """StashRepository's reads and writes of cached vendordata replies."""
 
-    def get_stash_and_replies(self, instance_uuid, *, context=None):
+    def get_stash_and_replies(self, instance_uuid, *,
+                              expected_project_id=None, context=None):
         """Return (Stash, {target: CachedReply}): an instance's live stash
         and its cached vendordata replies, in one statement (the metadata
-        GET with cached vendordata). StashNotFound if no stash is live."""
+        GET with cached vendordata). StashNotFound if no stash is live,
+        or, given expected_project_id, if the stash is of another project
+        (as get_stash)."""
         instance_uuid = validation.instance_uuid(instance_uuid)
+        if expected_project_id is not None:
+            expected_project_id = validation.text(expected_project_id,
+                                                  "expected_project_id")
         call = self._call(context, writer=False)
         statements = call.statements
 
@@ -38,8 +44,10 @@ class ReplyCacheOperations:
             stash, replies = statements.fold_with_replies(connection.execute(
                 statements.read_one_with_replies,
                 {"instance_uuid": instance_uuids[0]}))
-            return {} if stash is None else {
-                stash.instance_uuid: (stash, replies)}
+            if stash is None or expected_project_id not in (
+                    None, stash.project_id):
+                return {}
+            return {stash.instance_uuid: (stash, replies)}
 
         found = call.read_replica_first(read, [instance_uuid]).get(
             instance_uuid)
@@ -55,16 +63,18 @@ class ReplyCacheOperations:
                 _READ_REPLIES, {"uuid": instance_uuid})})
 
     def store_reply(self, instance_uuid, target, body, freshness, *,
-                    now=None):
+                    now=None, request_digest=None):
         """Cache a vendordata service's reply for an instance, in place of
         the one cached before; with freshness None (a reply that must not
-        be stored: no-store), only forget the one before. Return whether
-        the reply was stored. A rival worker storing the same reply at the
-        same moment wins quietly."""
+        be stored: no-store), only forget the one before. request_digest
+        names the request the reply answers (see CachedReply). Return
+        whether the reply was stored. A rival worker storing the same
+        reply at the same moment wins quietly."""
         instance_uuid = validation.instance_uuid(instance_uuid)
         target = validation.text(target, "target")
         body = validation.reply_body(body)
         freshness = validation.freshness(freshness)
+        request_digest = validation.request_digest(request_digest)
         now = (timeutils.utcnow() if now is None
                else validation.utc_datetime(now, "now"))
         keys = {"uuid": instance_uuid, "target": target}
@@ -83,7 +93,7 @@ class ReplyCacheOperations:
                 "last_modified": freshness.last_modified, "stored_at": now,
                 "fresh_until": freshness.fresh_until,
                 "stale_until": freshness.stale_until,
-                "keep_until": keep_until})
+                "keep_until": keep_until, "request_digest": request_digest})
             return True
 
         # The rival's reply is kept: it answers the same request.

@@ -20,6 +20,13 @@ MAX_BATCH = 10000
 # stores, within what every backend takes in one statement (MariaDB's
 # default max_allowed_packet, MEDIUMTEXT).
 MAX_REPLY_BODY_BYTES = 1024 * 1024
+# Roles of one stash: Keystone's own cap on a listing, its [DEFAULT]
+# max_db_limit's default. Keystone bounds neither a user's role
+# assignments nor the roles a token carries, but lists no more than that
+# many in one response, role assignments included: a user holding more
+# could not see them listed. A stash's read costs a row per role (and per
+# reply), and each role is in every metadata GET's body.
+MAX_ROLES = 1000
 # How much of a refused value an error message repeats.
 _SHOWN = 40
 
@@ -96,12 +103,16 @@ def role_name(value, field):
 
 
 def role_names(value, field="roles"):
-    """Return the role names as a tuple, first occurrences kept in order."""
+    """Return the role names as a tuple, first occurrences kept in order,
+    at most MAX_ROLES of them."""
     if not isinstance(value, (list, tuple)):
         _fail(field, f"expected a list of role names, got {_type_name(value)}")
-    names = (role_name(name, f"{field}[{index}]")
-             for index, name in enumerate(value))
-    return tuple(dict.fromkeys(names))
+    names = tuple(dict.fromkeys(
+        role_name(name, f"{field}[{index}]")
+        for index, name in enumerate(value)))
+    if len(names) > MAX_ROLES:
+        _fail(field, f"more than {MAX_ROLES} roles ({len(names)})")
+    return names
 
 
 def instance_uuids(value, field="instance_uuids"):
@@ -201,6 +212,22 @@ def reply_body(value, field="body"):
                      f"({size})")
     if "\x00" in value:
         _fail(field, "contains NUL, which no database stores")
+    return value
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def request_digest(value, field="request_digest"):
+    """Return None, or a SHA-256 digest in lower-case hex."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        _fail(field, f"expected a hex SHA-256 digest, got "
+                     f"{_type_name(value)}")
+    if not _DIGEST.fullmatch(value):
+        _fail(field, f"{value[:_SHOWN]!r} is not a SHA-256 digest in "
+                     "lower-case hex")
     return value
 
 

@@ -49,8 +49,9 @@ class Stash(typing.NamedTuple):
 
 class CachedReply(typing.NamedTuple):
     """A dynamic vendordata service's reply for an instance, as cached: its
-    JSON body as received, its validators, and how long it may be used
-    (see Freshness)."""
+    JSON body as received, its validators, how long it may be used (see
+    Freshness), and the digest of the request it answered (None for a
+    reply cached before digests were kept: it answers no request)."""
 
     target: str
     body: str
@@ -59,6 +60,7 @@ class CachedReply(typing.NamedTuple):
     stored_at: datetime.datetime
     fresh_until: datetime.datetime | None
     stale_until: datetime.datetime | None
+    request_digest: str | None = None
 
 
 class StashWritten(typing.NamedTuple):

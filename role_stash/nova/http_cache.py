@@ -7,7 +7,14 @@ carry a validator to revalidate it with. An absent or malformed
 Cache-Control, or an Expires that cannot be read, means "do not store":
 vendordata replies may carry secrets, and a cache that guessed a lifetime
 (RFC 9111's heuristic freshness) could serve one a service meant to be
-fetched again.
+fetched again. A reply that varies with anything but the request headers
+the drop-in always sends alike (Vary) is not stored either.
+
+Why not the cachecontrol package: it caches the replies of GETs, keyed by
+URL, in a store of its own, and guesses lifetimes (its heuristics), where
+this cache keeps the replies of POSTs, keyed by what was posted, in the
+database its workers share, and never guesses. Its freshness rules are
+RFC 9111's, as these are, apparent age included.
 """
 
 import datetime
@@ -26,6 +33,10 @@ _SECONDS = re.compile(r"[0-9]+")
 _GREATEST_DELTA = 2**31
 # Directives that take delta-seconds, and must then have a valid one.
 _DELTA_DIRECTIVES = ("max-age", "stale-if-error", "s-maxage")
+# The request headers the drop-in sends alike in every call: a reply that
+# varies only with these is the same for every caller of one request.
+_SENT_ALIKE = frozenset(("accept", "accept-encoding", "content-type",
+                         "user-agent"))
 
 
 class Malformed(ValueError):
@@ -64,17 +75,15 @@ def _http_date(value):
     return parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def freshness(headers, now):
-    """Return the Freshness of a 200 reply received at now (naive UTC),
-    from its headers (a case-insensitive mapping), or None when it must
-    not be stored."""
+def freshness(headers, now, requested_at=None):
+    """Return the Freshness of a 200 reply received at now (naive UTC) to
+    a request sent at requested_at (default: now), from its headers (a
+    case-insensitive mapping), or None when it must not be stored."""
     try:
         directives = cache_control(headers.get("Cache-Control") or "")
-        if "no-store" in directives:
+        if "no-store" in directives or not _same_for_every_caller(headers):
             return None
-        age = _delta(headers.get("Age") or 0)
-        if age < 0:
-            raise Malformed("negative Age")
+        age = _current_age(headers, now, requested_at or now)
         etag = headers.get("ETag")
         last_modified = headers.get("Last-Modified")
         if "no-cache" in directives:
@@ -89,10 +98,10 @@ def freshness(headers, now):
             lifetime = (_http_date(headers["Expires"]) - date).total_seconds()
         else:
             return None  # no explicit lifetime: do not guess one
-        lifetime = min(lifetime, _GREATEST_DELTA)
-        if lifetime - age <= 0:
+        remaining = min(lifetime - age, _GREATEST_DELTA)
+        if remaining <= 0:
             return None
-        fresh_until = now + datetime.timedelta(seconds=lifetime - age)
+        fresh_until = now + datetime.timedelta(seconds=remaining)
         stale_until = None
         if ("stale-if-error" in directives
                 and "must-revalidate" not in directives):
@@ -101,6 +110,29 @@ def freshness(headers, now):
         return Freshness(fresh_until, stale_until, etag, last_modified)
     except ValueError:  # Malformed, or an Age that is not a number
         return None
+
+
+def _same_for_every_caller(headers):
+    """Whether the reply varies with nothing but the headers sent alike
+    (no Vary, or one naming only those; never Vary: *)."""
+    names = {name.strip().lower()
+             for name in (headers.get("Vary") or "").split(",")}
+    return names - {""} <= _SENT_ALIKE
+
+
+def _current_age(headers, now, requested_at):
+    """RFC 9111 4.2.3: the age of a reply just received, the larger of
+    its apparent age (now less its Date) and its Age corrected by the
+    time the request took."""
+    age = _delta(headers.get("Age") or 0)
+    if age < 0:
+        raise Malformed("negative Age")
+    corrected_age = age + max(0.0, (now - requested_at).total_seconds())
+    apparent_age = 0.0
+    if headers.get("Date"):
+        apparent_age = max(0.0, (now - _http_date(headers["Date"]))
+                           .total_seconds())
+    return max(apparent_age, corrected_age)
 
 
 def _delta(value):

@@ -17,6 +17,7 @@ import pytest
 
 from role_stash import exception
 from role_stash.conf import vendordata as conf_vendordata
+from role_stash.nova import flights
 from role_stash.nova import vendordata
 
 T0 = datetime.datetime(2026, 11, 27, 12, 0, 0)
@@ -258,11 +259,12 @@ def test_concurrent_misses_in_one_process_make_one_call(service, instance):
         thread.start()
     assert service.received.wait(TIMEOUT)
     # Every thread is in, waiting for the one call's reply.
-    key = (instance.uuid, "cached")
+    driver = vendordata.DynamicVendorData(instance=instance)
+    key = (instance.uuid, "cached",
+           vendordata.request_digest(service.url, driver.body()))
     for _ in range(TIMEOUT * 100):
-        with vendordata._calls_lock:
-            if vendordata._calls.get(key, [None, 0])[1] == len(threads):
-                break
+        if flights.callers(key) == len(threads):
+            break
         threading.Event().wait(0.01)
     service.hold.set()
     for thread in threads:

@@ -103,8 +103,8 @@ def test_an_instance_without_stash_sends_novas_boot_roles(
     assert body["project-id"] == instance.project_id
     assert [record.getMessage() for record in caplog.records
             if instance.uuid in record.getMessage()] == [
-        f"Instance {instance.uuid} has no role stash: boot-roles from its "
-        "system_metadata"]
+        f"Instance {instance.uuid} has no role stash of its project: "
+        "boot-roles from its system_metadata"]
 
 
 def test_bad_and_duplicate_targets_are_skipped_as_nova_does(
