@@ -27,13 +27,15 @@ TABLES = ("role_stash_vendordata", "role_stash_vendordata_shadow")
 
 
 def upgrade():
+    schema = op.get_context().version_table_schema
     for table in TABLES:
         op.add_column(table, sa.Column("request_digest", sa.String(64),
-                                       nullable=True))
+                                       nullable=True), schema=schema)
 
 
 def downgrade():
     # SQLite drops a column itself (ALTER TABLE ... DROP COLUMN): no
     # batch copy of the table, which offline SQL could not write.
+    schema = op.get_context().version_table_schema
     for table in TABLES:
-        op.drop_column(table, "request_digest")
+        op.drop_column(table, "request_digest", schema=schema)
