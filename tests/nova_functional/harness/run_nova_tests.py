@@ -3,10 +3,12 @@ Nova that PYTHONPATH puts first (the patched copy), and print one JSON line
 of counts last. Started as a process of its own by tests/nova_functional:
 Nova's test packages monkey-patch the process with eventlet.
 
-    python run_nova_tests.py [--pattern REGEX] NAME [NAME ...]
+    python run_nova_tests.py NAME[:REGEX] [NAME[:REGEX] ...]
 
-NAME is a dotted test module, class or method; --pattern keeps the tests
-whose id it matches. Exit 0 when every test ran passed, 1 otherwise.
+NAME is a dotted test module, class or method; REGEX keeps the tests of
+NAME whose id it matches. The JSON line counts the tests run, failed,
+in error and skipped, and the tests run of each NAME[:REGEX]. Exit 0 when
+every NAME ran tests and every test ran passed, 1 otherwise.
 """
 
 import argparse
@@ -51,14 +53,17 @@ def _flattened(suite):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pattern", default=None)
-    parser.add_argument("names", nargs="+")
+    parser.add_argument("selections", nargs="+", metavar="NAME[:REGEX]")
     args = parser.parse_args(argv)
-    tests = list(_flattened(unittest.defaultTestLoader.loadTestsFromNames(
-        args.names)))
-    if args.pattern is not None:
-        wanted = re.compile(args.pattern)
-        tests = [test for test in tests if wanted.search(test.id())]
+    tests = []
+    selected = {}
+    for selection in args.selections:
+        name, _, pattern = selection.partition(":")
+        found = [test for test in _flattened(
+            unittest.defaultTestLoader.loadTestsFromName(name))
+            if re.search(pattern, test.id())]
+        selected[selection] = len(found)
+        tests += found
     # Nova's fixtures swap sys.stdout and sys.stderr per test: the report
     # goes to the process's own descriptors.
     report = os.fdopen(os.dup(2), "w")
@@ -67,10 +72,11 @@ def main(argv=None):
     report.flush()
     counts = {"run": result.testsRun, "failures": len(result.failures),
               "errors": len(result.errors), "skipped": len(result.skipped),
-              "unexpected_successes": len(result.unexpectedSuccesses)}
+              "unexpected_successes": len(result.unexpectedSuccesses),
+              "selected": selected}
     with os.fdopen(os.dup(1), "w") as out:
         print(json.dumps(counts), file=out, flush=True)
-    return 0 if result.wasSuccessful() and result.testsRun else 1
+    return 0 if result.wasSuccessful() and all(selected.values()) else 1
 
 
 if __name__ == "__main__":
