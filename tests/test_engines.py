@@ -18,6 +18,7 @@ from oslo_utils import timeutils
 import pytest
 import sqlalchemy as sa
 
+from role_stash.db import oslo_internals
 from role_stash.db import api
 from role_stash.db import engines
 from role_stash import exception
@@ -56,29 +57,29 @@ def test_oslo_db_internals_role_stash_reads_are_there():
         oslo_engines.create_engine).parameters
     context = Context()
     with context_manager.reader.using(context):
-        transaction = engines.open_transaction(context)
-        assert engines.transaction_is_reader(transaction)
-        assert engines.same_factory(transaction, context_manager)
+        transaction = oslo_internals.open_transaction(context)
+        assert oslo_internals.transaction_is_reader(transaction)
+        assert oslo_internals.same_factory(transaction, context_manager)
     with context_manager.writer.using(context):
-        assert not engines.transaction_is_reader(
-            engines.open_transaction(context))
+        assert not oslo_internals.transaction_is_reader(
+            oslo_internals.open_transaction(context))
     with context_manager.async_.using(context):
-        assert engines.transaction_is_reader(engines.open_transaction(context))
-    assert engines.open_transaction(context) is None
-    url, engine_args, retries = engines._configured(context_manager)
+        assert oslo_internals.transaction_is_reader(oslo_internals.open_transaction(context))
+    assert oslo_internals.open_transaction(context) is None
+    url, engine_args, retries = oslo_internals.configured(context_manager)
     assert url == "sqlite://"
     assert engine_args["max_retries"] == 10
     hook = object()
     context_manager.append_on_engine_create(hook)
-    assert engines.on_engine_create_hooks(context_manager) == [hook]
+    assert oslo_internals.on_engine_create_hooks(context_manager) == [hook]
     # oslo.db's MySQL error filters, registered by dialect name, shared
     # with SQLAlchemy's mariadb dialect.
-    assert engines.share_mysql_error_filters_with_mariadb()
+    assert oslo_internals.share_mysql_error_filters_with_mariadb()
     # oslo.db's error filters: the savepoint-cause listeners role_stash
     # drops from its own engine, found by their names, and handle_error.
     for url in ("mysql+pymysql://root@127.0.0.1:1/test", "sqlite://"):
         engine = oslo_engines.create_engine(url, max_retries=0)
-        assert engines.drop_savepoint_cause_listeners(engine) == [
+        assert oslo_internals.drop_savepoint_cause_listeners(engine) == [
             "rollback_savepoint", "commit", "rollback"]
         assert list(engine.dialect.dispatch.handle_error)
         # SQLite keeps one Connection event listener of oslo.db's (its
@@ -88,8 +89,8 @@ def test_oslo_db_internals_role_stash_reads_are_there():
         assert engine.__dict__.get("_has_events", False) == (
             engine.dialect.name == "sqlite")
         engine.dispose()
-    assert engines._configured_replica(context_manager) is None
-    assert engines._configured_replica(callers_context_manager(
+    assert oslo_internals.configured_replica(context_manager) is None
+    assert oslo_internals.configured_replica(callers_context_manager(
         "sqlite://", slave_connection="sqlite:///replica.sqlite")) == (
             "sqlite:///replica.sqlite")
 
@@ -306,7 +307,7 @@ def test_from_config_follows_only_what_the_operator_set(tmp_path):
                     "db_max_retries = 3\n")
     conf(args=[], default_config_files=[str(path)])
     context_manager = engines.context_manager_from_config(conf)
-    _, engine_args, retries = engines._configured(context_manager)
+    _, engine_args, retries = oslo_internals.configured(context_manager)
     assert retries == {"db_max_retries": 3}
     # No start-up connection test retried 10 times 10 s apart.
     assert engine_args["max_retries"] == 0

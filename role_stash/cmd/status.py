@@ -16,6 +16,7 @@ from oslo_upgradecheck import upgradecheck
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from role_stash.db import errors
 from role_stash.conf import manage as conf_manage
 from role_stash.db import dialects
 from role_stash.db import engines
@@ -61,7 +62,7 @@ class Checks(upgradecheck.UpgradeCommands):
         return self._repository.context_manager.writer.get_engine().connect()
 
     def _schema_created(self):
-        with engines.translated_errors(), self._connect() as connection:
+        with errors.translated_errors(), self._connect() as connection:
             return migration.current_revision(connection) is not None
 
     def _not_checked(self):
@@ -70,7 +71,7 @@ class Checks(upgradecheck.UpgradeCommands):
 
     def _check_schema(self):
         """The schema is at head: no expand or contract revision pending."""
-        with engines.translated_errors(), self._connect() as connection:
+        with errors.translated_errors(), self._connect() as connection:
             current = migration.current_revision(connection)
             pending = migration.pending_revisions(connection)
         if not pending:
@@ -95,7 +96,7 @@ class Checks(upgradecheck.UpgradeCommands):
         """MySQL and MariaDB: tables, columns and the connection in
         utf8mb4 with role_stash's collation, so every role name fits and
         compares exactly."""
-        with engines.translated_errors(), self._connect() as connection:
+        with errors.translated_errors(), self._connect() as connection:
             found = dialects.for_dialect(
                 connection.dialect.name).character_sets(
                     connection, models.Base.metadata.tables)
@@ -184,7 +185,7 @@ class Checks(upgradecheck.UpgradeCommands):
         waiting = [UnarchivedRows(
             "stashes soft-deleted in role_stashes", count, oldest,
             f"{_COMMAND} archive-deleted --until-complete")]
-        with engines.translated_errors(), self._connect() as connection:
+        with errors.translated_errors(), self._connect() as connection:
             archived_table = sa.inspect(connection).has_table(
                 models.ShadowStash.__tablename__)
         if archived_table:

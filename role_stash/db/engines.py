@@ -1,4 +1,5 @@
-"""Engines, pools, retries and error translation, on oslo.db's enginefacade.
+"""Engines and pools: the enginefacade context managers and the engines of the
+calls a repository makes alone.
 
 A repository runs on an enginefacade transaction context manager: its own,
 made from a URL or a [database] section, or the caller's (Nova's), whose
@@ -8,34 +9,28 @@ also PostgreSQL's one-statement write), built by oslo.db from the same
 [database] settings as the context manager's engines, with the options of
 dialects.Statements.read_engine_options; with [database] slave_connection,
 one more, built the same way on the replica, for the lone metadata reads.
-Lone writes run on the context manager's own writer engine.
-
-oslo.db offers no public way to read a context manager's settings or an
-open transaction's factory and mode: every such access is in the
-"enginefacade internals" section below, and tests/test_engines.py fails
-loudly if oslo.db changes them.
+Lone writes run on the context manager's own writer engine. Their retries
+are retries', their errors errors', and what is read of oslo.db's private
+state is oslo_internals'.
 """
 
-import contextlib
 import datetime
 import logging
 import os
 import threading
 import weakref
 
-from oslo_config import cfg
-from oslo_db import api as oslo_db_api
-from oslo_db import exception as db_exc
 from oslo_db import options as db_options
 from oslo_db.sqlalchemy import enginefacade
 from oslo_db.sqlalchemy import engines as oslo_engines
-from oslo_db.sqlalchemy import exc_filters
 from oslo_utils import timeutils
 import sqlalchemy as sa
-from sqlalchemy.engine import events as sa_events
 from sqlalchemy.engine import make_url
 
 from role_stash import exception
+from role_stash.db import errors
+from role_stash.db import oslo_internals
+from role_stash.db import retries
 
 LOG = logging.getLogger(__name__)
 
@@ -43,30 +38,17 @@ LOG = logging.getLogger(__name__)
 DEFAULT_URL = "sqlite:///role_stash.sqlite"
 URL_ENVIRONMENT_VARIABLE = "ROLE_STASH_DATABASE_URL"
 
-# [database] options of the retries of a call (oslo.db's DB API retries):
-# followed where the operator set them, else DEFAULT_RETRIES.
-RETRY_OPTIONS = ("db_max_retries", "db_retry_interval",
-                 "db_inc_retry_interval", "db_max_retry_interval")
 # [database] options handed from an oslo.config group to enginefacade.
 _CONFIG_OPTIONS = (
     "slave_connection", "mysql_sql_mode", "mysql_wsrep_sync_wait",
     "connection_recycle_time", "connection_debug", "max_pool_size",
     "max_overflow", "pool_timeout", "sqlite_synchronous", "connection_trace",
     "max_retries", "retry_interval", "connection_parameters",
-) + RETRY_OPTIONS
+) + retries.RETRY_OPTIONS
 # Taken from a [database] section only where the operator set them: their
 # oslo.db defaults (20 call retries; a start-up connection test retried 10
 # times 10 s apart) would replace role_stash's bounded ones.
-_OPERATOR_ONLY = RETRY_OPTIONS + ("max_retries", "retry_interval")
-
-# Retries of a call made alone, where [database] says nothing: long
-# enough to ride out a database restart or a failover, short enough that
-# a guest's metadata GET still answers within cloud-init's 10 s request
-# timeout; oslo.db's own twenty tries up to ten seconds apart would hold
-# a worker for minutes. The first tries come quickly, for a dropped
-# connection or a deadlock; the README gives the window this adds up to.
-DEFAULT_RETRIES = {"max_retries": 10, "retry_interval": 0.05,
-                   "inc_retry_interval": True, "max_retry_interval": 1.0}
+_OPERATOR_ONLY = retries.RETRY_OPTIONS + ("max_retries", "retry_interval")
 
 # After a read on the replica ([database] slave_connection) fails, lone
 # reads go to the primary this long before the replica is tried again: a
@@ -200,152 +182,9 @@ def context_manager_from_config(conf, group="database"):
     options = {name: section[name] for name in _CONFIG_OPTIONS
                if section[name] not in (None, "")
                and (name not in _OPERATOR_ONLY
-                    or _set_by_operator(conf, name, group))}
+                    or oslo_internals.set_by_operator(conf, name, group))}
     options.setdefault("slave_connection", None)
     return context_manager_from_url(section.connection, **options)
-
-
-# enginefacade internals: the one place that reads them.
-
-def factory_of(context_manager):
-    """The transaction factory behind a context manager (a test suite may
-    patch another one in: Nova's does, per test)."""
-    return context_manager._factory
-
-
-def _configured(context_manager):
-    """Return (URL, engine arguments, [database] retry settings) as
-    enginefacade starts, or started, the context manager's engines: its
-    configure() values, else cfg.CONF's [database], else oslo.db's
-    defaults. None for a factory made around a given engine (oslo.db's and
-    Nova's test fixtures), whose settings are not known."""
-    factory = factory_of(context_manager)
-    if not hasattr(factory, "_url_cfg"):
-        return None
-    cfg.CONF.register_opts(db_options.database_opts, "database")
-    url = factory._url_args_for_conf(cfg.CONF).get("connection")
-    if url is None:
-        return None
-    retries = {key: value for key, value in factory._ignored_cfg.items()
-               if not isinstance(value, enginefacade._Default)}
-    retries.update({key: cfg.CONF.database[key] for key in RETRY_OPTIONS
-                    if key not in retries and _set_by_operator(cfg.CONF, key)})
-    return url, factory._engine_args_for_conf(cfg.CONF), retries
-
-
-def _configured_replica(context_manager):
-    """The [database] slave_connection URL the context manager's async
-    reader uses (configure() value, else cfg.CONF's), or None."""
-    factory = factory_of(context_manager)
-    if not hasattr(factory, "_url_cfg"):
-        return None
-    return factory._url_args_for_conf(cfg.CONF).get("slave_connection") or None
-
-
-def configured_url(context_manager):
-    """The database URL a context manager was configured with, as given
-    (None for a factory made around a given engine)."""
-    configured = _configured(context_manager)
-    return None if configured is None else configured[0]
-
-
-def _set_by_operator(conf, key, group="database"):
-    """Whether a [database] option has a value other than its default."""
-    return (conf.get_location(key, group).location
-            is not cfg.Locations.opt_default)
-
-
-def on_engine_create_hooks(context_manager):
-    """The functions enginefacade calls on each engine it creates for the
-    context manager (append_on_engine_create: Nova's osprofiler tracing)."""
-    return list(factory_of(context_manager)._facade_cfg["on_engine_create"])
-
-
-# oslo.db registers its MySQL error filters under the dialect name "mysql",
-# which SQLAlchemy's mariadb:// dialect does not bear (it is "mariadb"): on
-# such a URL a duplicate entry, a deadlock, a lost connection or a missing
-# table all come out as a bare DBError, so an exact repeat of a create
-# fails instead of returning its stash, and nothing is retried. The
-# mariadb dialect is the MySQL one for a MariaDB server: its errors are
-# MySQL's, so it takes the same filters, for every engine of the process
-# (Nova's on a mariadb:// URL too), unless oslo.db registers its own.
-
-def share_mysql_error_filters_with_mariadb():
-    """Make oslo.db's MySQL error filters apply to mariadb:// engines;
-    return whether they do."""
-    registry = exc_filters._registry
-    if "mysql" in registry:
-        registry.setdefault("mariadb", registry["mysql"])
-    return "mariadb" in registry
-
-
-share_mysql_error_filters_with_mariadb()
-
-
-# oslo.db's error filters keep the cause of a failed savepoint rollback for
-# the error that follows it: a rollback_savepoint listener stores it, and
-# commit and rollback listeners clear it. {event: the listener's name}.
-_SAVEPOINT_CAUSE_LISTENERS = {
-    "rollback_savepoint": "rollback_savepoint",
-    "commit": "pop_exc_tx",
-    "rollback": "pop_exc_tx",
-}
-_CONNECTION_EVENTS = tuple(
-    name for name in dir(sa_events.ConnectionEvents)
-    if not name.startswith("_") and name != "dispatch")
-
-
-def drop_savepoint_cause_listeners(engine):
-    """Remove the savepoint-cause listeners of oslo.db's error filters from
-    an engine on which no call opens a savepoint, where they never have
-    anything to keep or clear; return the events they were removed from.
-
-    Any listener of Connection events makes SQLAlchemy dispatch every
-    event point of every Connection, and a lone read makes a Connection
-    per call: their cost is paid on each read for nothing. The error
-    filters themselves (handle_error) stay. When no Connection event
-    listener is left, the engine's own "has events" flag goes: SQLAlchemy
-    sets it again on the next listen, and a listener on the Engine class
-    still counts through the class's flag.
-    """
-    removed = []
-    for event, name in _SAVEPOINT_CAUSE_LISTENERS.items():
-        for listener in list(getattr(engine.dispatch, event)):
-            if (getattr(listener, "__module__", None) == exc_filters.__name__
-                    and getattr(listener, "__name__", None) == name):
-                sa.event.remove(engine, event, listener)
-                removed.append(event)
-    if not any(getattr(engine.dispatch, event)
-               for event in _CONNECTION_EVENTS):
-        engine.__dict__.pop("_has_events", None)
-    return removed
-
-
-def transaction_factory(transaction):
-    """The factory an open enginefacade transaction belongs to."""
-    return transaction.factory
-
-
-def transaction_is_reader(transaction):
-    """Whether an open enginefacade transaction is a reader's, on the
-    primary or (an async reader's) on the replica."""
-    return transaction.mode in (enginefacade._READER,
-                                enginefacade._ASYNC_READER)
-
-
-def same_factory(transaction, context_manager):
-    """Whether an open transaction is of context_manager."""
-    return transaction_factory(transaction) is factory_of(context_manager)
-
-
-def open_transaction(context):
-    """Return the enginefacade transaction context has open, or None."""
-    if context is None:
-        return None
-    try:
-        return context.transaction_ctx
-    except (AttributeError, db_exc.NoEngineContextEstablished):
-        return None
 
 
 # Engines of calls made alone.
@@ -364,14 +203,14 @@ class LoneEngines:
         """read_engine_options(dialect_name) gives the SQLAlchemy engine
         arguments of the engine of lone reads (see _read_engine)."""
         self._context_manager = context_manager
-        self.factory = factory_of(context_manager)
+        self.factory = oslo_internals.factory_of(context_manager)
         self._lock = threading.Lock()
         self._reader = None
         self._read_options = None
         self._replica = None
         self._replica_url = None
         self._replica_failed_at = None
-        configured = _configured(context_manager)
+        configured = oslo_internals.configured(context_manager)
         if configured is None:
             self.dialect_name = self.writer().dialect.name
             retry_settings = {}
@@ -386,9 +225,9 @@ class LoneEngines:
                 # read 4-byte characters in 3-byte utf8, as "?".
                 self._engine_args = _with_utf8mb4(url, engine_args)
                 self._read_options = read_engine_options(self.dialect_name)
-                self._hooks = on_engine_create_hooks(context_manager)
-                self._replica_url = _configured_replica(context_manager)
-        retry = _retry_policy(retry_settings)
+                self._hooks = oslo_internals.on_engine_create_hooks(context_manager)
+                self._replica_url = oslo_internals.configured_replica(context_manager)
+        retry = retries.retry_policy(retry_settings)
         self.run = retry(self._run)
         self.run_in_autocommit = retry(self._run_in_autocommit)
 
@@ -412,7 +251,7 @@ class LoneEngines:
 
     def writer(self):
         """The engine of lone writes: the context manager's own."""
-        with translated_errors():
+        with errors.translated_errors():
             return self._context_manager.writer.get_engine()
 
     def reader(self):
@@ -454,7 +293,7 @@ class LoneEngines:
         (a DatabaseError) is for the caller to answer from the primary,
         and sets the replica aside for REPLICA_RETRY_INTERVAL."""
         try:
-            with translated_errors():
+            with errors.translated_errors():
                 with engine.connect() as connection:
                     return work(connection)
         except exception.DatabaseError as error:
@@ -501,153 +340,7 @@ def _read_engine(url, engine_args, options, hooks):
 
     engine = oslo_engines.create_engine(
         url, **{**engine_args, "max_retries": 0}, _engine_target=create)
-    drop_savepoint_cause_listeners(engine)
+    oslo_internals.drop_savepoint_cause_listeners(engine)
     for hook in hooks:
         hook(engine)
     return engine
-
-
-def _retry_policy(settings):
-    """Return a decorator retrying a lone call on deadlock, lost connection
-    and a few more passing faults (see _worth_a_retry), as [database]
-    db_max_retries and db_retry_interval say, else DEFAULT_RETRIES."""
-    policy = dict(DEFAULT_RETRIES)
-    for option, key in (("db_max_retries", "max_retries"),
-                        ("db_retry_interval", "retry_interval"),
-                        ("db_inc_retry_interval", "inc_retry_interval"),
-                        ("db_max_retry_interval", "max_retry_interval")):
-        if settings.get(option) is not None:
-            policy[key] = settings[option]
-    return oslo_db_api.wrap_db_retry(
-        retry_on_disconnect=True, retry_on_deadlock=True,
-        exception_checker=_worth_a_retry, **policy)
-
-
-def _worth_a_retry(error):
-    """Besides deadlock and disconnect: a serialization failure, a connect
-    that failed in a way oslo.db does not recognize (libpq's "connection
-    to server ... failed", which psycopg2 and psycopg raise while the
-    server restarts), and SQLite's lock, taken by another writer; error
-    may be oslo.db's DBError around SQLAlchemy's. Never a database that
-    does not exist: no retry makes it."""
-    if isinstance(error, db_exc.DBNonExistentDatabase):
-        return False
-    error = getattr(error, "inner_exception", None) or error
-    if not isinstance(error, sa.exc.OperationalError):
-        return False
-    return (error.statement is None or _is_serialization_failure(error)
-            or "database is locked" in str(error.orig))
-
-
-# SQLSTATE of a transaction the server rolled back to keep it serializable
-# (PostgreSQL's "could not serialize access"): retry it, as a deadlock.
-_SERIALIZATION_FAILURE = "40001"
-
-
-def _is_serialization_failure(error):
-    driver_error = getattr(error, "orig", None)
-    return _SERIALIZATION_FAILURE in (
-        getattr(driver_error, "sqlstate", None),   # psycopg 3
-        getattr(driver_error, "pgcode", None))     # psycopg2
-
-
-# Errors.
-
-@contextlib.contextmanager
-def translated_errors(conflict=None):
-    """Turn oslo.db's and SQLAlchemy's errors into role_stash's, their
-    bound parameters hidden; a duplicate entry becomes conflict (an
-    exception) when given."""
-    try:
-        yield
-    except (db_exc.DBError, sa.exc.SQLAlchemyError) as error:
-        _hide_bound_parameters(error)
-        raise _translated(error, conflict) from error
-
-
-def _translated(error, conflict):
-    if isinstance(error, sa.exc.ArgumentError):
-        # A URL naming an unknown driver, or a bad engine setting.
-        return exception.InvalidArgument("database connection", str(error))
-    if isinstance(error, db_exc.DBDuplicateEntry):
-        return conflict or exception.DatabaseError(
-            "unexpected duplicate entry")
-    if isinstance(error, db_exc.DBConnectionError):
-        return exception.DatabaseUnavailable(
-            f"the database connection failed or was lost ({_cause(error)})")
-    if isinstance(error, db_exc.DBNonExistentDatabase):
-        return exception.DatabaseUnavailable(
-            f"the database does not exist or cannot be opened "
-            f"({_cause(error)})")
-    if isinstance(error, db_exc.DBDeadlock) or _is_serialization_failure(
-            getattr(error, "inner_exception", None) or error):
-        return exception.DatabaseDeadlock(
-            "the transaction was rolled back, a deadlock's or a "
-            "serialization failure's victim; retry it whole")
-    if isinstance(error, sa.exc.TimeoutError):
-        # Never retried: a retry would wait out pool_timeout once more.
-        return exception.DatabaseUnavailable(
-            f"no pooled connection came free within [database] "
-            f"pool_timeout ({error.args[0]}); every connection of "
-            f"max_pool_size and max_overflow was in use")
-    if isinstance(error, sa.exc.DBAPIError) and error.statement is None:
-        # Not raised by a statement: by the connect (psycopg's "connection
-        # to server ... failed", which oslo.db does not recognize), or by
-        # a COMMIT or ROLLBACK.
-        return exception.DatabaseUnavailable(
-            "the database could not be reached, or failed to end a "
-            f"transaction ({_cause(error)})")
-    return _database_error(error)
-
-
-def _cause(error):
-    """The driver's own words for a failure, on one line (they carry no
-    bound values)."""
-    cause = getattr(error, "inner_exception", None) or error
-    return " ".join(str(getattr(cause, "orig", None) or cause).split())
-
-
-# MySQL's "Incorrect string value": a character the connection's or the
-# column's character set cannot hold.
-_MYSQL_INCORRECT_STRING = 1366
-
-
-def _database_error(error):
-    cause = getattr(error, "inner_exception", None) or error
-    driver_error = getattr(cause, "orig", None)
-    code = getattr(driver_error, "args", (None,))[0]
-    if code == _MYSQL_INCORRECT_STRING:
-        return exception.DatabaseError(
-            "MySQL refused a character its connection's character set "
-            "cannot hold (4-byte characters such as emoji need utf8mb4): "
-            "put charset=utf8mb4 in the [database] connection URL, and "
-            "check that role_stash's tables are utf8mb4 "
-            "(`role-stash-manage db sync` creates them so)")
-    return exception.DatabaseError(
-        f"database error ({type(cause).__name__}); if the schema is not "
-        "at head, run `role-stash-manage db sync`")
-
-
-def _hide_bound_parameters(error):
-    """Strip the bound values from an error and everything it chains: on
-    an engine that is not role_stash's (the caller's), SQLAlchemy put them
-    in the message, and oslo.db copied that message into its own error."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, sa.exc.StatementError):
-            _hide(error)
-        inner = getattr(error, "inner_exception", None)
-        if isinstance(error, db_exc.DBError) and isinstance(
-                inner, sa.exc.StatementError):
-            _hide(inner)
-            error.args = (str(inner),)
-        error = error.__cause__ or error.__context__
-
-
-def _hide(statement_error):
-    # Its message then says "[SQL parameters hidden ...]" where the values
-    # were.
-    statement_error.hide_parameters = True
-    if statement_error.params:
-        statement_error.params = "hidden"

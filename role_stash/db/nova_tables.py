@@ -10,6 +10,7 @@ import typing
 
 import sqlalchemy as sa
 
+from role_stash.db import errors
 from role_stash.db import engines
 from role_stash import exception
 
@@ -93,7 +94,7 @@ class NovaDatabase:
         return cls(engines.context_manager_from_config(conf, group))
 
     def _read(self, work):
-        with engines.translated_errors():
+        with errors.translated_errors():
             with self.context_manager.reader.get_engine().connect() as (
                     connection):
                 return work(connection)

@@ -1,8 +1,8 @@
 """Glue for Nova: the repository of a RequestContext's database, per cell.
 
 No SQL here, and no import of Nova when this module loads: Nova is not a
-dependency of role_stash. The calls the Nova patch series makes are in
-role_stash.nova.hooks.
+dependency of role_stash. The calls Nova makes (contrib/nova/patches) are
+in role_stash.nova.hooks and the admin guide's "Running inside Nova".
 """
 
 import threading
