@@ -32,8 +32,8 @@ def test_patched_nova_left_off_does_not_import_role_stash(patched_nova):
         f"for name in {PATCHED_MODULES!r}:\n"
         "    __import__(name)\n"
         "assert sys.modules['nova.conf'].__file__.startswith(sys.argv[1])\n"
-        "print(nova.conf.CONF.role_stash.enabled,\n"
-        "      sorted(n for n in sys.modules if n.startswith('role_stash')))\n")
+        "print(nova.conf.CONF.role_stash.enabled, sorted(\n"
+        "    n for n in sys.modules if n.startswith('role_stash')))\n")
     run = subprocess.run(
         [sys.executable, "-c", check, str(patched_nova)],
         env=dict(os.environ, PYTHONPATH=str(patched_nova)),

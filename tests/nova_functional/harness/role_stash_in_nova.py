@@ -15,17 +15,16 @@ import sys
 import urllib.request
 
 import fixtures
-
 from keystoneauth1 import loading as ks_loading
+from nova import context as nova_context
+from nova import objects
 from nova.api.metadata import base as instance_metadata
 from nova.api.metadata import handler as metadata_handler
 import nova.conf
-from nova import context as nova_context
-from nova import objects
 from nova.policies import base as base_policies
 from nova.policies import servers as servers_policies
-from nova.tests.functional.api import client
 from nova.tests.functional import integrated_helpers
+from nova.tests.functional.api import client
 from nova.virt import configdrive
 from nova.virt import fake
 import webob
@@ -121,7 +120,8 @@ class RoleStashInNovaTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         receives came from the stash."""
         with self._cell(cell_name) as cell_context:
             instance = objects.Instance.get_by_uuid(
-                cell_context, instance_uuid, expected_attrs=["system_metadata"])
+                cell_context, instance_uuid,
+                expected_attrs=["system_metadata"])
             instance.system_metadata["boot_roles"] = NOVAS_OWN_VALUE
             instance.save()
 
@@ -188,7 +188,7 @@ class RoleStashInNovaTestCase(integrated_helpers.ProviderUsageBaseTestCase):
 
     # Scenarios.
 
-    def test_forty_roles_in_cell2_reach_the_target_with_metadata_across_cells(self):
+    def test_forty_roles_in_cell2_reach_the_target_across_cells(self):
         url = self._start_target()
         server = self._boot("cell2")
         stash = self._stash("cell2", server["id"])
@@ -258,7 +258,7 @@ class RoleStashInNovaTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         self._delete_server(server)
         self.assertIsNone(self._stash("cell2", server["id"]))
 
-    def test_local_delete_with_the_compute_service_down_leaves_no_live_stash(self):
+    def test_local_delete_with_compute_down_leaves_no_live_stash(self):
         server = self._boot("cell1")
         self.assertIsNotNone(self._stash("cell1", server["id"]))
         self.computes["host1"].stop()

@@ -28,7 +28,8 @@ def main(status, max_age):
                           "token": self.headers.get("X-Auth-Token")})
             reply = json.dumps({"boot-roles": body["boot-roles"],
                                 "project-id": body["project-id"]})
-            self._answer(status, reply, {"Cache-Control": f"max-age={max_age}"})
+            self._answer(status, reply,
+                         {"Cache-Control": f"max-age={max_age}"})
 
         def do_GET(self):
             self._answer(200, json.dumps(calls), {})
