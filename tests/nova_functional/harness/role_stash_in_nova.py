@@ -212,14 +212,14 @@ class RoleStashInNovaTestCase(integrated_helpers.ProviderUsageBaseTestCase):
                                           self._vendor_data2(server))
 
     def test_second_get_within_max_age_makes_no_call(self):
-        # Nova's own metadata cache off: the second GET builds its
-        # vendordata anew, as another metadata worker would.
-        self.flags(metadata_cache_expiration=0, group="api")
         url = self._start_target(max_age=300)
         server = self._boot("cell2")
-        first = self._vendor_data2(server)
-        second = self._vendor_data2(server)
-        self.assertEqual(first, second)
+        worker = metadata_handler.MetadataRequestHandler()
+        first = self._vendor_data2(server, worker)
+        # Again through the same handler, and through another one (another
+        # metadata worker), whose own cache of Nova's is empty.
+        self.assertEqual(first, self._vendor_data2(server, worker))
+        self.assertEqual(first, self._vendor_data2(server))
         self.assertEqual(1, len(self._calls(url)))
 
     def test_multi_create_stashes_every_instance(self):
