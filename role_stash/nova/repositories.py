@@ -5,10 +5,13 @@ dependency of role_stash. The calls Nova makes (contrib/nova/patches) are
 in role_stash.nova.hooks and the admin guide's "Running inside Nova".
 """
 
+import logging
 import threading
 import weakref
 
 from role_stash.db import api
+
+LOG = logging.getLogger(__name__)
 
 # One repository per enginefacade context manager (Nova keeps one per cell
 # in nova.context.CELL_CACHE), dropped with it.
@@ -73,27 +76,38 @@ def repository_of_instance(instance, main_context_manager=None):
         return repository_for(context, main_context_manager)
     context_manager = _cells_of_instances.get(instance)
     if context_manager is None:
-        context_manager = context_manager_of(
-            _cell_context(instance.uuid), main_context_manager)
-        _cells_of_instances[instance] = context_manager
+        cell_context, mapped = _cell_context(instance.uuid)
+        context_manager = context_manager_of(cell_context,
+                                             main_context_manager)
+        if mapped:
+            _cells_of_instances[instance] = context_manager
     return _repository_on(context_manager)
 
 
 def _cell_context(instance_uuid):
-    """An admin RequestContext targeted at the cell that the API database
-    maps instance_uuid to, else an untargeted one (Nova's [database])."""
+    """Return (an admin RequestContext targeted at the cell that the API
+    database maps instance_uuid to, True), else (an untargeted one, for
+    Nova's [database], False); an API database that fails is logged."""
     from nova import context as nova_context
     from nova import exception as nova_exception
     from nova import objects
     import nova.conf
+    from oslo_db import exception as db_exception
 
     admin = nova_context.get_admin_context()
     if nova.conf.CONF.api_database.connection is None:
-        return admin
+        return admin, False
     try:
         mapping = objects.InstanceMapping.get_by_instance_uuid(
             admin, instance_uuid)
     except nova_exception.InstanceMappingNotFound:
-        return admin
+        return admin, False
+    except db_exception.DBError as error:
+        # The metadata GET goes on, as a metadata service local to its
+        # cell would.
+        LOG.warning("role_stash could not look up the cell of instance "
+                    "%s in the API database: %s; reading [database]",
+                    instance_uuid, error)
+        return admin, False
     with nova_context.target_cell(admin, mapping.cell_mapping) as cell:
-        return cell
+        return cell, mapping.cell_mapping is not None

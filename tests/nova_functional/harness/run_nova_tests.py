@@ -72,6 +72,7 @@ def main(argv=None):
     report.flush()
     counts = {"run": result.testsRun, "failures": len(result.failures),
               "errors": len(result.errors), "skipped": len(result.skipped),
+              "expected_failures": len(result.expectedFailures),
               "unexpected_successes": len(result.unexpectedSuccesses),
               "selected": selected}
     with os.fdopen(os.dup(1), "w") as out:
