@@ -8,13 +8,13 @@ SELECTIONS = {
     "nova.tests.unit.db.main.test_api.InstanceTestCase:destroy": 9,
     # ComputeTaskManager.schedule_and_build_instances
     "nova.tests.unit.conductor.test_conductor:schedule_and_build": 21,
-    # TargetDBSetupTask
-    "nova.tests.unit.conductor.tasks.test_cross_cell_migrate"
-    ".TargetDBSetupTaskTestCase": 1,
+    # TargetDBSetupTask, and the confirm and revert tasks that destroy an
+    # instance
+    "nova.tests.unit.conductor.tasks.test_cross_cell_migrate": 43,
     # InstanceMetadata and its vendordata providers
     "nova.tests.unit.test_metadata.OpenStackMetadataTestCase": 28,
     # nova.conf, with the new group registered
-    "nova.tests.unit.test_conf": 1,
+    "nova.tests.unit.test_conf": 3,
 }
 
 
