@@ -8,7 +8,7 @@ from role_stash import nova as role_stash_nova
 
 def create_instance(cell_context, instance):
     """nova-conductor, ComputeTaskManager.schedule_and_build_instances,
-    where `with obj_target_cell(instance, cell) as cctxt: instance.create()`
+    where `with obj_target_cell(instance, cell): instance.create()`
     stands: the instance row and the stash commit in one transaction of the
     cell's database. cell_context carries the user's roles."""
     context_manager = role_stash_nova.context_manager_of(cell_context)

@@ -184,7 +184,7 @@ class DynamicVendorData:
 
     @property
     def _repository(self):
-        return repositories.repository_for(self.instance._context)
+        return repositories.repository_of_instance(self.instance)
 
     def _load(self):
         """Read the stash's fields and the cached replies: one statement
