@@ -87,7 +87,7 @@ class Settings:
     storm_seconds: float
 
 
-FULL = Settings(sizes=(10_000, 100_000), object_instances=2000, blocks=5,
+FULL = Settings(sizes=(10_000, 100_000), object_instances=1000, blocks=5,
                 rounds=400, warmup=40, create_rounds=20, cpu_reads=500,
                 storm=boot_storm.DEFAULT_LAYOUTS, storm_seconds=20)
 # For CI: every side and record, little of each.

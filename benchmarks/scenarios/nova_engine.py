@@ -42,7 +42,7 @@ IMAGE_SYSTEM_METADATA = {
     "owner_project_name": "demo", "owner_user_name": "demo",
 }
 # The instances a size gets from Nova's objects; the rest are copies.
-OBJECT_INSTANCES = 2000
+OBJECT_INSTANCES = 1000
 CLONE_BATCH = 1000
 ROLE_STASH_TABLES = ("role_stashes", "role_stash_roles")
 STASH_BATCH = 1000
@@ -80,30 +80,32 @@ def prepare_nova():
         _prepared = True
 
 
-def nova_context(url, context=None):
+def nova_context(url, context=None, context_manager=None):
     """Return context (default: the admin context a metadata request has,
-    no user, no roles, no token) targeted at a cell database on url: a
-    context manager of Nova's create_context_manager, as
-    nova.context.target_cell sets it."""
+    no user, no roles, no token) targeted at a cell database on url, as
+    nova.context.target_cell sets it: at context_manager, else a new
+    context manager of Nova's create_context_manager."""
     import nova.context
     from nova.db.main import api as nova_main_db
     prepare_nova()
     if context is None:
         context = nova.context.get_admin_context()
-    context.db_connection = nova_main_db.create_context_manager(
-        connection=url)
+    context.db_connection = (
+        context_manager or nova_main_db.create_context_manager(
+            connection=url))
     return context
 
 
-def user_context(url, index):
-    """A user's RequestContext, as nova-api has at server create."""
+def user_context(url, index, context_manager=None):
+    """A user's RequestContext, as nova-api has at server create, targeted
+    as nova_context does."""
     import nova.context
     prepare_nova()
     return nova_context(url, nova.context.RequestContext(
         user_id=f"user-{index % 10_000}", project_id=f"project-{index % 1000}",
         roles=list(ROLE_SETS[index % len(ROLE_SETS)]),
         user_domain_id="default", project_domain_id="default",
-        auth_token="a-token-role-stash-never-reads"))
+        auth_token="a-token-role-stash-never-reads"), context_manager)
 
 
 def make_schemas(url):
@@ -170,12 +172,15 @@ class Population:
     def grow(self, size):
         """Give the database size instances, each with its stash."""
         made = min(size, self.object_instances)
+        context_manager = None
         for index in range(self.count, made):
-            context = user_context(self.url, index)
+            context = user_context(self.url, index, context_manager)
+            context_manager = context.db_connection
             instance = new_instance(context, databases.uuid_for(index))
-            with context.db_connection.writer.using(context):
+            with context_manager.writer.using(context):
                 instance.create()
-            context.db_connection.dispose_pool()
+        if context_manager is not None:
+            context_manager.dispose_pool()
         if size > made:
             self._copy(max(self.count, made), size, made)
         self._stash(self.count, size)
