@@ -244,8 +244,9 @@ def mariadb_write_round_trips(clients, calls=ROUND_TRIP_CALLS):
     """Return (repository, raw) requests per lone write of a new stash on
     PyMySQL, as the server counts them (its session's Questions and admin
     commands, a ping among them): the repository on a Nova context
-    manager whose pool holds one connection, so that the counters read
-    between the writes are that connection's."""
+    manager whose pools hold one connection, so that the counters read
+    between the writes, on the engine of its lone writes, are that
+    connection's."""
     from nova import conf as nova_conf
     driver = raw.DRIVERS["pymysql"]
     url = clients.database.url_for(driver)
@@ -259,7 +260,7 @@ def mariadb_write_round_trips(clients, calls=ROUND_TRIP_CALLS):
         conf.clear_override("max_pool_size", group="database")
         conf.clear_override("max_overflow", group="database")
     repository = repositories.repository_for(context)
-    engine = context.db_connection.writer.get_engine()
+    engine = repository.lone_engines.writer()
 
     def counted(count):
         with engine.connect() as connection:

@@ -215,7 +215,9 @@ class StashRepository:
                         lone.close()
                     lone = self._engines = engines.LoneEngines(
                         self._context_manager, lambda name: (
-                            dialects.for_dialect(name).read_engine_options))
+                            dialects.for_dialect(name).read_engine_options),
+                        lambda name: (
+                            dialects.for_dialect(name).write_engine_options))
         return lone
 
     def _statements(self):
