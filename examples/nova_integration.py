@@ -1,4 +1,4 @@
-"""The calls Nova makes to role_stash, where it makes them: the README's
+"""The calls Nova makes to role_stash, where it makes them: the admin guide's
 "Running inside Nova" shows these functions, and tests/nova runs them with
 Nova's own code."""
 

@@ -311,7 +311,7 @@ def _empty_tables(engine):
 def repository(_session_repository):
     """A StashRepository on a migrated database, emptied after the test."""
     yield _session_repository
-    _empty_tables(_session_repository._context_manager.writer.get_engine())
+    _empty_tables(_session_repository.context_manager.writer.get_engine())
 
 
 @pytest.fixture(autouse=True)
@@ -334,7 +334,7 @@ def _shared_database_emptied(request):
 def table_rows(repository):
     """table_rows(table): every row of a role_stash table (a name or a
     Table), as tuples in the order of its primary key."""
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
 
     def read(table):
         if isinstance(table, str):

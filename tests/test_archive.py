@@ -112,7 +112,7 @@ def test_archive_moves_the_replies_of_instances_with_no_live_stash(
 def deleted_on(repository, index, when):
     """Soft-delete a stash as if at when."""
     repository.delete_stash(uuid_of(index))
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     with engine.begin() as connection:
         connection.execute(
             sa.update(archive.STASHES)
@@ -353,7 +353,7 @@ def test_reads_and_writes_go_on_while_an_archive_runs(repository,
 def fill_deleted(repository, count):
     """Write count soft-deleted stashes of 3 roles each, and a cached
     reply of every tenth instance, in a few statements."""
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     deleted_at = datetime.datetime(2026, 11, 1)
     with engine.begin() as connection:
         connection.execute(sa.insert(archive.STASHES), [

@@ -31,7 +31,9 @@ import pytest
 import sqlalchemy as sa
 
 from role_stash.db import api
+from role_stash.db import models
 from role_stash.cmd import manage as role_stash_manage
+from role_stash.cmd import stash_commands
 from role_stash import exception
 from role_stash.nova import http_cache
 
@@ -348,7 +350,7 @@ def run(repository, count_statements, server, generated_cases):
 
 def stored_uuids(repository):
     """{instance_uuid: number of role rows} of every stash row, live or not."""
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     with engine.connect() as connection:
         return dict(connection.execute(
             sa.select(api.STASHES.c.instance_uuid,
@@ -547,7 +549,7 @@ BATCHES = st.one_of(st.integers(-3, MAX_BATCH + 3), st.sampled_from(
 def test_purge_deleted_removes_only_stashes_deleted_before_the_cutoff(
         repository, run):
     live = make_stash(repository)
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
 
     def deleted_before(cutoff):
         with engine.connect() as connection:
@@ -875,10 +877,10 @@ def test_store_reply_keeps_a_reply_exactly_or_refuses_it(repository, run):
         accepted[aim] = reply
 
     check()
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     with engine.connect() as connection:
         assert sorted(connection.execute(sa.select(
-            api.REPLIES.c.instance_uuid)).scalars()) == sorted(accepted)
+            models.REPLIES.c.instance_uuid)).scalars()) == sorted(accepted)
 
 
 # --- role-stash-manage -------------------------------------------------------
@@ -1080,12 +1082,12 @@ def test_show_list_delete_and_purge_commands_answer_as_the_repository(
         answer = json.loads(out) if code == role_stash_manage.OK else None
         if name == "show":
             expected = (known.vendordata() if values[2]
-                        else role_stash_manage._stash_payload(known))
+                        else stash_commands.stash_payload(known))
             assert answer == (expected if aim_known else None), err
         elif name == "delete":
             assert answer == ({"deleted": instance} if aim_known else None)
         elif name == "list":
-            assert answer == [role_stash_manage._stash_payload(stash) for stash in
+            assert answer == [stash_commands.stash_payload(stash) for stash in
                               repository.list_stashes(
                                   project_id=project_id, role=role,
                                   marker=marker,

@@ -127,7 +127,7 @@ def test_a_page_holds_at_most_a_thousand(repository):
     """1001 live stashes (written straight into the table: the set-up, not
     the subject): a page asked of 5000, or of no limit, holds the oldest
     1000, and the next page the last one."""
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     instances = [f"00000000-0000-4000-8000-{index:012d}"
                  for index in range(1001)]
     with engine.begin() as connection:

@@ -8,6 +8,7 @@ import pathlib
 import pytest
 
 from role_stash.cmd import manage as role_stash_manage
+from role_stash.db import migration
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
 MANAGE = pathlib.Path(sys.executable).with_name("role-stash-manage")
@@ -27,14 +28,14 @@ def manage(database_url, capsys):
 def test_db_check_version_and_sync(manage):
     assert manage("db", "version")[1].strip() == "None (empty schema)"
     code, out, _ = manage("db", "check")
-    assert code == role_stash_manage.migration.EXPAND_PENDING and "--expand" in out
+    assert code == migration.EXPAND_PENDING and "--expand" in out
     code, out, _ = manage("db", "sync", "--contract")
-    assert code == role_stash_manage.migration.EXPAND_PENDING and "--expand" in out
+    assert code == migration.EXPAND_PENDING and "--expand" in out
     assert manage("db", "sync", "--expand")[0] == role_stash_manage.OK
     assert manage("db", "sync", "--contract")[:2] == (role_stash_manage.OK,
                                                       "nothing to apply\n")
     assert manage("db", "check")[:2] == (role_stash_manage.OK, "schema at head\n")
-    head = role_stash_manage.migration.revisions()[-1].revision
+    head = migration.revisions()[-1].revision
     assert manage("db", "version")[1].strip() == head
     assert manage("db", "sync")[:2] == (role_stash_manage.OK, "nothing to apply\n")
 

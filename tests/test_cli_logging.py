@@ -50,7 +50,7 @@ def test_log_lines_go_to_stderr_and_stdout_keeps_the_answer(migrated_url,
     captured = capsys.readouterr()
     assert code == manage.OK
     assert json.loads(captured.out)["total"] == 0
-    assert "INFO role_stash.db.api" in captured.err
+    assert "INFO role_stash.db.housekeeping" in captured.err
     assert "purge: role_stashes_shadow 0" in captured.err
 
 

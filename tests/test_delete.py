@@ -15,7 +15,7 @@ def stash(repository, instance=INSTANCE, roles=("member",)):
 
 
 def row_counts(repository):
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     with engine.connect() as connection:
         return tuple(connection.scalar(
             sa.select(sa.func.count()).select_from(table))

@@ -31,7 +31,7 @@ def stash(repository, index):
 def deleted_on(repository, index, when):
     """Soft-delete a stash as if at when."""
     repository.delete_stash(uuid_of(index))
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     with engine.begin() as connection:
         connection.execute(
             sa.update(archive.STASHES)

@@ -91,7 +91,7 @@ def test_a_new_stash_is_written_without_reading_first(repository,
     autocommit: one round trip. The others INSERT the stash, then its
     roles (besides the pool's ping and the transaction's end), as the
     database receives them."""
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     roles = ("member", '{"braces", NULL}', "o'quote")
     # The pools' first connections set themselves up: not counted.
     stash(repository, "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c")
@@ -194,7 +194,7 @@ def test_every_write_path_numbers_the_roles_from_zero(repository, replace):
                            roles=["c", "a", "b"], replace=replace)
     repository.stash_many([Stash(OTHER, "p", "u", ("y", "x"))])
     roles = models.StashRole.__table__
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     with engine.connect() as connection:
         rows = connection.execute(
             sa.select(roles.c.stash_id, roles.c.position, roles.c.name)

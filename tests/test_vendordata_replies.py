@@ -195,7 +195,7 @@ def test_a_rival_storing_the_same_reply_at_once_wins_quietly(
     SQLite our DELETE waits for the rival and ours replaces it (True).
     Either way no error, one row, and the answer says whose it is."""
     stash(repository)
-    engine = repository._context_manager.writer.get_engine()
+    engine = repository.context_manager.writer.get_engine()
     rival = engine.connect()
     rival_transaction = rival.begin()
     rival.execute(sa.insert(models.VendordataReply.__table__), {

@@ -7,7 +7,8 @@ Create Date: 2026-11-26
 
 from alembic import op
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+
+from role_stash.db import types
 
 revision = "0001_create_role_stashes"
 down_revision = None
@@ -16,39 +17,21 @@ depends_on = None
 
 phase = "expand"
 
-TIMESTAMP = sa.DateTime().with_variant(
-    mysql.DATETIME(fsp=6), "mysql", "mariadb")
-BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def mysql_table_args():
-    """utf8mb4 with a binary NO PAD collation: names compare exactly,
-    trailing spaces included. MariaDB's name for it, but on a server known
-    to be MySQL (offline SQL cannot tell, and takes MariaDB's)."""
-    context = op.get_context()
-    mariadb = context.as_sql or getattr(context.dialect, "is_mariadb", True)
-    return {
-        "mysql_engine": "InnoDB",
-        "mysql_charset": "utf8mb4",
-        "mysql_collate": ("utf8mb4_nopad_bin" if mariadb
-                          else "utf8mb4_0900_bin"),
-    }
-
 
 def upgrade():
-    mysql_args = mysql_table_args()
+    mysql_args = types.migration_mysql_table_args(op.get_context())
     op.create_table(
         "role_stashes",
-        sa.Column("id", BIG_ID, nullable=False,
+        sa.Column("id", types.BigId, nullable=False,
                   autoincrement=True),
         sa.Column("instance_uuid", sa.String(36), nullable=False),
         sa.Column("project_id", sa.String(255), nullable=False),
         sa.Column("user_id", sa.String(255), nullable=False),
         sa.Column("project_domain_id", sa.String(255), nullable=True),
         sa.Column("user_domain_id", sa.String(255), nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("updated_at", TIMESTAMP, nullable=True),
-        sa.Column("deleted_at", TIMESTAMP, nullable=True),
+        sa.Column("created_at", types.Timestamp, nullable=False),
+        sa.Column("updated_at", types.Timestamp, nullable=True),
+        sa.Column("deleted_at", types.Timestamp, nullable=True),
         sa.Column("deleted", sa.Integer, nullable=False,
                   server_default=sa.text("0")),
         sa.PrimaryKeyConstraint("id", name="role_stashes_pkey"),
@@ -62,7 +45,7 @@ def upgrade():
                     ["deleted_at"])
     op.create_table(
         "role_stash_roles",
-        sa.Column("stash_id", BIG_ID, nullable=False),
+        sa.Column("stash_id", types.BigId, nullable=False),
         sa.Column("position", sa.Integer, nullable=False,
                   autoincrement=False),
         sa.Column("name", sa.String(255), nullable=False),

@@ -11,7 +11,8 @@ Create Date: 2026-12-01
 
 from alembic import op
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
+
+from role_stash.db import types
 
 revision = "0003_create_shadow_tables"
 down_revision = "0002_create_vendordata_replies"
@@ -20,38 +21,21 @@ depends_on = None
 
 phase = "expand"
 
-TIMESTAMP = sa.DateTime().with_variant(
-    mysql.DATETIME(fsp=6), "mysql", "mariadb")
-BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-BODY = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
-
-
-def mysql_table_args():
-    """As revision 0001's: utf8mb4, a binary NO PAD collation."""
-    context = op.get_context()
-    mariadb = context.as_sql or getattr(context.dialect, "is_mariadb", True)
-    return {
-        "mysql_engine": "InnoDB",
-        "mysql_charset": "utf8mb4",
-        "mysql_collate": ("utf8mb4_nopad_bin" if mariadb
-                          else "utf8mb4_0900_bin"),
-    }
-
 
 def upgrade():
-    mysql_args = mysql_table_args()
+    mysql_args = types.migration_mysql_table_args(op.get_context())
     op.create_table(
         "role_stashes_shadow",
         # The stash's id in role_stashes, which its archived roles name.
-        sa.Column("id", BIG_ID, nullable=False, autoincrement=False),
+        sa.Column("id", types.BigId, nullable=False, autoincrement=False),
         sa.Column("instance_uuid", sa.String(36), nullable=False),
         sa.Column("project_id", sa.String(255), nullable=False),
         sa.Column("user_id", sa.String(255), nullable=False),
         sa.Column("project_domain_id", sa.String(255), nullable=True),
         sa.Column("user_domain_id", sa.String(255), nullable=True),
-        sa.Column("created_at", TIMESTAMP, nullable=False),
-        sa.Column("updated_at", TIMESTAMP, nullable=True),
-        sa.Column("deleted_at", TIMESTAMP, nullable=True),
+        sa.Column("created_at", types.Timestamp, nullable=False),
+        sa.Column("updated_at", types.Timestamp, nullable=True),
+        sa.Column("deleted_at", types.Timestamp, nullable=True),
         sa.Column("deleted", sa.Integer, nullable=False,
                   server_default=sa.text("0")),
         sa.PrimaryKeyConstraint("id", name="role_stashes_shadow_pkey"),
@@ -62,7 +46,7 @@ def upgrade():
                     "role_stashes_shadow", ["deleted_at", "id"])
     op.create_table(
         "role_stash_roles_shadow",
-        sa.Column("stash_id", BIG_ID, nullable=False, autoincrement=False),
+        sa.Column("stash_id", types.BigId, nullable=False, autoincrement=False),
         sa.Column("position", sa.Integer, nullable=False,
                   autoincrement=False),
         sa.Column("name", sa.String(255), nullable=False),
@@ -71,16 +55,16 @@ def upgrade():
         **mysql_args)
     op.create_table(
         "role_stash_vendordata_shadow",
-        sa.Column("id", BIG_ID, nullable=False, autoincrement=True),
+        sa.Column("id", types.BigId, nullable=False, autoincrement=True),
         sa.Column("instance_uuid", sa.String(36), nullable=False),
         sa.Column("target", sa.String(255), nullable=False),
-        sa.Column("body", BODY, nullable=False),
+        sa.Column("body", types.ReplyBody, nullable=False),
         sa.Column("etag", sa.String(255), nullable=True),
         sa.Column("last_modified", sa.String(64), nullable=True),
-        sa.Column("stored_at", TIMESTAMP, nullable=False),
-        sa.Column("fresh_until", TIMESTAMP, nullable=True),
-        sa.Column("stale_until", TIMESTAMP, nullable=True),
-        sa.Column("keep_until", TIMESTAMP, nullable=False),
+        sa.Column("stored_at", types.Timestamp, nullable=False),
+        sa.Column("fresh_until", types.Timestamp, nullable=True),
+        sa.Column("stale_until", types.Timestamp, nullable=True),
+        sa.Column("keep_until", types.Timestamp, nullable=False),
         sa.PrimaryKeyConstraint("id",
                                 name="role_stash_vendordata_shadow_pkey"),
         **mysql_args)

@@ -32,18 +32,17 @@ import typing
 import sqlalchemy as sa
 
 from role_stash import exception
-from role_stash.db import models
+from role_stash.db.models import REPLIES
+from role_stash.db.models import ROLES
+from role_stash.db.models import SHADOW_REPLIES
+from role_stash.db.models import SHADOW_ROLES
+from role_stash.db.models import SHADOW_STASHES
+from role_stash.db.models import STASHES
 
 ARCHIVE = "archive"
 PURGE = "purge"
 BATCH_SIZE = 1000
 
-STASHES = models.Stash.__table__
-ROLES = models.StashRole.__table__
-REPLIES = models.VendordataReply.__table__
-SHADOW_STASHES = models.ShadowStash.__table__
-SHADOW_ROLES = models.ShadowStashRole.__table__
-SHADOW_REPLIES = models.ShadowVendordataReply.__table__
 
 # Each live table's shadow, and the columns a row takes there: a reply
 # gets an id of the shadow table's own.

@@ -18,13 +18,13 @@ from sqlalchemy.dialects import sqlite
 
 from role_stash import exception
 from role_stash.db import models
+from role_stash.db.models import REPLIES
+from role_stash.db.models import ROLES
+from role_stash.db.models import SHADOW_STASHES
+from role_stash.db.models import STASHES
 from role_stash.db.values import CachedReply
 from role_stash.db.values import Stash
 
-STASHES = models.Stash.__table__
-ROLES = models.StashRole.__table__
-REPLIES = models.VendordataReply.__table__
-SHADOW_STASHES = models.ShadowStash.__table__
 
 STASH_COLUMNS = (
     STASHES.c.id, STASHES.c.instance_uuid, STASHES.c.project_id,
@@ -36,6 +36,17 @@ REPLY_COLUMNS = (
     REPLIES.c.target, REPLIES.c.body, REPLIES.c.etag, REPLIES.c.last_modified,
     REPLIES.c.stored_at, REPLIES.c.fresh_until, REPLIES.c.stale_until,
 )
+# The statements every dialect shares: a stash's soft delete (deleted
+# takes the row's id, so the unique (instance_uuid, deleted) pair allows
+# one live stash and any number of deleted ones), the forgetting of an
+# instance's cached replies, and when a stash was last written.
+SOFT_DELETE = sa.update(STASHES).where(
+    STASHES.c.instance_uuid == sa.bindparam("uuid"), LIVE).values(
+        deleted=STASHES.c.id, deleted_at=sa.bindparam("now"))
+DELETE_REPLIES = sa.delete(REPLIES).where(
+    REPLIES.c.instance_uuid == sa.bindparam("uuid"))
+WRITTEN_AT = sa.func.coalesce(STASHES.c.updated_at, STASHES.c.created_at)
+
 _WITH_REPLIES = STASHES.outerjoin(
     REPLIES, REPLIES.c.instance_uuid == STASHES.c.instance_uuid)
 

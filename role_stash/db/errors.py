@@ -11,24 +11,22 @@ from role_stash import exception
 
 
 @contextlib.contextmanager
-def translated_errors(conflict=None):
+def translated_errors():
     """Turn oslo.db's and SQLAlchemy's errors into role_stash's, their
-    bound parameters hidden; a duplicate entry becomes conflict (an
-    exception) when given."""
+    bound parameters hidden."""
     try:
         yield
     except (db_exc.DBError, sa.exc.SQLAlchemyError) as error:
-        _hide_bound_parameters(error)
-        raise _translated(error, conflict) from error
+        hide_bound_parameters(error)
+        raise _translated(error) from error
 
 
-def _translated(error, conflict):
+def _translated(error):
     if isinstance(error, sa.exc.ArgumentError):
         # A URL naming an unknown driver, or a bad engine setting.
         return exception.InvalidArgument("database connection", str(error))
     if isinstance(error, db_exc.DBDuplicateEntry):
-        return conflict or exception.DatabaseError(
-            "unexpected duplicate entry")
+        return exception.DatabaseError("unexpected duplicate entry")
     if isinstance(error, db_exc.DBConnectionError):
         return exception.DatabaseUnavailable(
             f"the database connection failed or was lost ({_cause(error)})")
@@ -85,7 +83,7 @@ def _database_error(error):
         "at head, run `role-stash-manage db sync`")
 
 
-def _hide_bound_parameters(error):
+def hide_bound_parameters(error):
     """Strip the bound values from an error and everything it chains: on
     an engine that is not role_stash's (the caller's), SQLAlchemy put them
     in the message, and oslo.db copied that message into its own error."""

@@ -3,8 +3,9 @@
 import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy import orm
+
+from role_stash.db import types
 
 UUID_LENGTH = 36
 # Keystone's ids and role names fit in 255 characters.
@@ -20,26 +21,10 @@ NAMING_CONVENTION = {
     "pk": "%(table_name)s_pkey",
 }
 
-# utf8mb4 keeps every unicode character; a binary NO PAD collation
-# compares exactly, as PostgreSQL and SQLite do: 'Admin' != 'admin', and
-# 'member ' != 'member' (utf8mb4_bin would ignore trailing spaces). On
-# MySQL, which lacks utf8mb4_nopad_bin, revision 0001 takes utf8mb4_0900_bin.
-MYSQL_TABLE_ARGS = {
-    "mysql_engine": "InnoDB",
-    "mysql_charset": "utf8mb4",
-    "mysql_collate": "utf8mb4_nopad_bin",
-}
-
-# 64-bit ids: every create attempt takes one, an exact repeat's included,
-# and widening a populated table later means rewriting it under a lock.
-# SQLite makes a rowid alias only of INTEGER PRIMARY KEY. PostgreSQL gets
-# BIGSERIAL rather than an identity column: the same 64-bit sequence, and
-# Alembic would compare an Identity as a server default on the backends
-# that have none.
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-# MySQL's DATETIME drops microseconds unless asked to keep them.
-Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+MYSQL_TABLE_ARGS = types.mysql_table_args()
+BigId = types.BigId
+Timestamp = types.Timestamp
+ReplyBody = types.ReplyBody
 
 
 class Base(orm.DeclarativeBase):
@@ -105,10 +90,6 @@ class StashRole(_StashRoleColumns, Base):
 
     stash_id: orm.Mapped[int] = orm.mapped_column(
         BigId, sa.ForeignKey(Stash.id, ondelete="CASCADE"), primary_key=True)
-
-
-# A reply's JSON as received: MySQL's TEXT holds only 64 KiB of bytes.
-ReplyBody = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 
 class _VendordataReplyColumns:
@@ -184,3 +165,12 @@ class ShadowVendordataReply(_VendordataReplyColumns, Base):
         sa.Index(None, "keep_until", "id"),
         MYSQL_TABLE_ARGS,
     )
+
+
+# The Core tables, which every statement is built on.
+STASHES = Stash.__table__
+ROLES = StashRole.__table__
+REPLIES = VendordataReply.__table__
+SHADOW_STASHES = ShadowStash.__table__
+SHADOW_ROLES = ShadowStashRole.__table__
+SHADOW_REPLIES = ShadowVendordataReply.__table__

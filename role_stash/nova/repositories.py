@@ -1,7 +1,7 @@
 """Glue for Nova: the repository of a RequestContext's database, per cell.
 
 No SQL here, and no import of Nova when this module loads: Nova is not a
-dependency of role_stash. The calls Nova makes are in the README's
+dependency of role_stash. The calls Nova makes are in the admin guide's
 "Running inside Nova".
 """
 

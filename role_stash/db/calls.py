@@ -1,0 +1,169 @@
+"""How a repository call reaches its database, decided once per call.
+
+A call made with the caller's enginefacade context while that context has
+a transaction open (of the same transaction context manager) joins it, so
+its work commits or rolls back with the caller's; it is then not retried,
+since the caller owns the transaction. Otherwise the call runs alone: a
+write in a transaction of its own, a read on role_stash's reader engine
+(in autocommit where the dialect says so), both retried on deadlock and
+lost connection. With a read replica configured ([database]
+slave_connection), the lone metadata reads ask it first, and the primary
+for what it lacks.
+"""
+
+import threading
+
+from oslo_db import exception as db_exc
+
+from role_stash import exception
+from role_stash.db import dialects
+from role_stash.db import engines
+from role_stash.db import errors
+from role_stash.db import oslo_internals
+
+
+class Database:
+    """A repository's way to its database: the enginefacade context
+    manager, and the engines of lone calls, built at the first call."""
+
+    def __init__(self, context_manager):
+        self.context_manager = context_manager
+        self._engines = None
+        self._lock = threading.Lock()
+
+    @property
+    def lone_engines(self):
+        """The engines.LoneEngines of calls made alone."""
+        lone = self._engines
+        if lone is None or lone.factory is not oslo_internals.factory_of(
+                self.context_manager):
+            # Under the lock: threads making their first calls at once
+            # would each build a reader engine, and hold its connections.
+            with self._lock:
+                lone = self._engines
+                if lone is None or (lone.factory is not
+                                    oslo_internals.factory_of(
+                                        self.context_manager)):
+                    # Built anew when a test suite patched another factory
+                    # into the context manager (Nova's does, per test).
+                    if lone is not None:
+                        lone.close()
+                    lone = self._engines = engines.LoneEngines(
+                        self.context_manager, lambda name: (
+                            dialects.for_dialect(name).read_engine_options),
+                        lambda name: (
+                            dialects.for_dialect(name).write_engine_options))
+        return lone
+
+    def statements(self):
+        """The dialects.Statements of this database."""
+        return dialects.for_dialect(self.lone_engines.dialect_name)
+
+    def call(self, context, *, writer):
+        """Return the Call of a repository method given context (None, or
+        the caller's enginefacade context); writer says whether it
+        writes."""
+        return Call(self, context, writer)
+
+    def close(self):
+        """Dispose of the engines built for lone calls."""
+        if self._engines is not None:
+            self._engines.close()
+
+
+def _joins(context, context_manager, writer):
+    """Say whether a call joins the transaction context has open; refuse a
+    transaction it cannot join."""
+    transaction = oslo_internals.open_transaction(context)
+    if transaction is None:
+        return False
+    if not oslo_internals.same_factory(transaction, context_manager):
+        # It would commit apart, whatever the caller's fate.
+        raise exception.InvalidArgument(
+            "context", "its open transaction is of another enginefacade "
+            "context manager; build the StashRepository on the caller's")
+    if writer and oslo_internals.transaction_is_reader(transaction):
+        raise exception.InvalidArgument(
+            "context", "its open transaction is a reader's, and a stash "
+            "write cannot join it; open it with the context manager's "
+            "writer (context_manager.writer.using(context))")
+    return True
+
+
+class Call:
+    """One repository call: joined to the caller's transaction or alone,
+    as decided when it is made."""
+
+    def __init__(self, database, context, writer):
+        self._database = database
+        self._context = context
+        self._writer = writer
+        self.joined = _joins(context, database.context_manager, writer)
+        self.statements = database.statements()
+
+    def run(self, work, *, on_duplicate=None):
+        """Return work(connection), in the caller's transaction or alone,
+        retried. When the database reports a duplicate entry, return
+        on_duplicate() instead (it may raise); without it, that is a
+        DatabaseError."""
+        with errors.translated_errors():
+            try:
+                if self.joined:
+                    return self._run_joined(work)
+                return self._database.lone_engines.run(self._writer, work)
+            except db_exc.DBDuplicateEntry as error:
+                if on_duplicate is None:
+                    raise
+                errors.hide_bound_parameters(error)
+                return on_duplicate()
+
+    def _run_joined(self, work):
+        manager = self._database.context_manager
+        # A read joins whatever reader the caller opened, an async one (on
+        # the replica) included, as oslo.db's reader.allow_async does for a
+        # DB API read (last: a .connection after it would drop it).
+        manager = (manager.writer.connection if self._writer
+                   else manager.reader.connection.allow_async)
+        with manager.using(self._context) as connection:
+            return work(connection)
+
+    def run_in_autocommit(self, work):
+        """Return work(connection) alone in autocommit, retried; None when
+        the call is joined, or lone reads are not in autocommit here."""
+        if self.joined:
+            return None
+        with errors.translated_errors():
+            return self._database.lone_engines.run_in_autocommit(work)
+
+    def read_replica_first(self, read, instance_uuids):
+        """Return {instance_uuid: value} of read(connection, uuids).
+
+        Alone, with a read replica configured, read there first, and ask
+        the primary for the instances the replica lacks: not replayed there
+        yet, or all of them when the replica failed. So a stash written a
+        moment ago is never answered "no stash". Joined, or with no
+        replica, only the primary reads.
+        """
+        lone = self._database.lone_engines
+        replica = None if self.joined else lone.replica()
+        found = {}
+        if replica is not None:
+            try:
+                found = lone.run_on_replica(
+                    replica, lambda connection: read(connection,
+                                                     instance_uuids))
+            except exception.DatabaseError:
+                pass  # logged; the primary answers
+            instance_uuids = [instance_uuid for instance_uuid in
+                              instance_uuids if instance_uuid not in found]
+            if not instance_uuids:
+                return found
+        return {**found, **self.run(lambda connection: (
+            read(connection, instance_uuids)))}
+
+
+def raising(error_class, *args):
+    """Return an on_duplicate for Call.run that raises error_class(*args)."""
+    def on_duplicate():
+        raise error_class(*args)
+    return on_duplicate
