@@ -11,12 +11,11 @@ import contextlib
 import dataclasses
 import time
 
-from role_stash.db import dialects
-from role_stash.nova import repositories
-
 from benchmarks import harness
 from benchmarks import raw
 from benchmarks.scenarios import nova_engine
+from role_stash.db import dialects
+from role_stash.nova import repositories
 
 # Nova's own paths are 10 to 50 times slower than the read: they run every
 # NOVA_EVERY rounds of the interleaving, so each block still holds enough.
@@ -66,7 +65,8 @@ def _p50s_us(side):
 
 
 def _ratios(ours, theirs):
-    return [a / b for a, b in zip(_p50s_us(ours), _p50s_us(theirs))]
+    return [a / b for a, b in zip(_p50s_us(ours), _p50s_us(theirs),
+                                   strict=True)]
 
 
 def _compared(ours, theirs):
@@ -198,12 +198,10 @@ def time_creates(clients, settings):
     backend = clients.database.backend.name
     records = []
     calls = settings.warmup + settings.create_rounds * settings.blocks
-    for name, context in clients.contexts.items():
-        url = clients.database.url_for(
-            next(driver for driver in clients.database.drivers
-                 if driver.name == name)).render_as_string(
-                     hide_password=False)
-        creator = nova_engine.user_context(url, 0)
+    for driver in clients.database.drivers:
+        name = driver.name
+        creator = nova_engine.user_context(clients.database.url_for(
+            driver).render_as_string(hide_password=False), 0)
 
         def create(instance_uuid, stash, creator=creator):
             with creator.db_connection.writer.using(creator):

@@ -15,16 +15,16 @@ import uuid
 
 import sqlalchemy as sa
 
-from role_stash.db import api
-from role_stash.db.values import Stash
-
 from benchmarks import database as databases
 from benchmarks import harness
+from role_stash.db import api
+from role_stash.db.values import Stash
 
 # A guest's metadata request comes from this address (TEST-NET-1).
 GUEST_ADDRESS = "192.0.2.10"
 IMAGE_REF = "155d900f-4e14-4e4c-a73d-069cbf4541e6"
-ROLE_SETS = (("member", "reader"), ("member", "reader", "load-balancer_member"),
+ROLE_SETS = (("member", "reader"),
+             ("member", "reader", "load-balancer_member"),
              ("admin", "member", "reader"), ("reader",))
 # What Nova keeps of a booted image and its owner, with boot_roles: twenty
 # system_metadata keys per instance.
@@ -65,9 +65,9 @@ def prepare_nova():
     network call of InstanceMetadata, answer none."""
     global _prepared
     try:
-        import nova.conf
-        from nova.api.metadata import base as metadata_base
         from nova import objects
+        from nova.api.metadata import base as metadata_base
+        import nova.conf
     except ImportError as error:
         raise NovaMissing(f"{MISSING_NOVA} ({error})") from None
     if not _prepared:
@@ -112,6 +112,7 @@ def make_schemas(url):
     """Nova's main schema by Nova's own db_sync, then role_stash's."""
     import nova.context
     from nova.db import migration as nova_migration
+
     from role_stash.db import migration
     admin = nova_context(url, nova.context.get_admin_context())
     try:
@@ -130,8 +131,8 @@ def new_instance(context, instance_uuid):
     """Return an unsaved objects.Instance as Nova's conductor makes one,
     with a flavor, an empty network info cache and twenty system_metadata
     keys (boot_roles among them)."""
-    from nova.network import model as network_model
     from nova import objects
+    from nova.network import model as network_model
     return objects.Instance(
         context=context, uuid=instance_uuid, project_id=context.project_id,
         user_id=context.user_id, hostname="guest", display_name="guest",
