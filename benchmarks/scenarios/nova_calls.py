@@ -14,6 +14,7 @@ import time
 from benchmarks import harness
 from benchmarks import raw
 from benchmarks.scenarios import nova_engine
+from benchmarks.scenarios import read_cost
 from role_stash.db import dialects
 from role_stash.nova import repositories
 
@@ -300,21 +301,13 @@ def _layer_reads(clients, name, stack):
     sql = clients.raws[name].statements.read
     held = stack.enter_context(engine.connect())
 
-    def pool(instance_uuid):
-        connection = engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            cursor.execute(sql, (instance_uuid,))
-            return cursor.fetchall()
-        finally:
-            connection.close()
-
     def core(instance_uuid):
         with engine.connect() as connection:
             return connection.execute(statements.read_one, {
                 "instance_uuid": instance_uuid}).all()
 
-    return {"raw": clients.raws[name].get_stash, "pool": pool,
+    return {"raw": clients.raws[name].get_stash,
+            "pool": read_cost.pooled_read(engine, sql),
             "core_held": lambda instance_uuid: held.execute(
                 statements.read_one, {"instance_uuid": instance_uuid}).all(),
             "core": core, "repository": get_stash_of(context),

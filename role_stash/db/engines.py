@@ -212,11 +212,9 @@ class LoneEngines:
         self._context_manager = context_manager
         self.factory = oslo_internals.factory_of(context_manager)
         self._lock = threading.Lock()
-        self._reader = None
+        self._own = {}  # "reader", "writer", "replica": role_stash's engines
         self._read_options = None
-        self._own_writer = None
         self._write_options = None
-        self._replica = None
         self._replica_url = None
         self._replica_failed_at = None
         configured = oslo_internals.configured(context_manager)
@@ -263,35 +261,32 @@ class LoneEngines:
         with errors.translated_errors():
             return self._context_manager.writer.get_engine()
 
+    def _built(self, name, url, options):
+        """The engine of role_stash's own kept as name, built at its first
+        use; under the lock: threads making their first calls at once
+        would each build one, and hold its connections."""
+        engine = self._own.get(name)
+        if engine is None:
+            with self._lock:
+                engine = self._own.get(name)
+                if engine is None:
+                    engine = self._own[name] = _own_engine(
+                        url, self._engine_args, options, self._hooks)
+        return engine
+
     def writer(self):
         """The engine of lone writes: role_stash's own where the dialect
         gives it options, else the context manager's writer."""
         if self._write_options is None:
             return self._callers_writer()
-        writer = self._own_writer
-        if writer is None:
-            with self._lock:
-                if self._own_writer is None:
-                    self._own_writer = _own_engine(
-                        self._url, self._engine_args, self._write_options,
-                        self._hooks)
-                writer = self._own_writer
-        return writer
+        return self._built("writer", self._url, self._write_options)
 
     def reader(self):
         """The engine of lone reads: role_stash's own, else the context
         manager's writer."""
         if self._read_options is None:
             return self._callers_writer()
-        reader = self._reader
-        if reader is None:
-            with self._lock:
-                if self._reader is None:
-                    self._reader = _own_engine(
-                        self._url, self._engine_args, self._read_options,
-                        self._hooks)
-                reader = self._reader
-        return reader
+        return self._built("reader", self._url, self._read_options)
 
     def replica(self):
         """The engine of lone reads on the replica ([database]
@@ -303,15 +298,7 @@ class LoneEngines:
         if failed_at is not None and (
                 timeutils.utcnow() - failed_at < REPLICA_RETRY_INTERVAL):
             return None
-        replica = self._replica
-        if replica is None:
-            with self._lock:
-                if self._replica is None:
-                    self._replica = _own_engine(
-                        self._replica_url, self._engine_args,
-                        self._read_options, self._hooks)
-                replica = self._replica
-        return replica
+        return self._built("replica", self._replica_url, self._read_options)
 
     def run_on_replica(self, engine, work):
         """Return work(connection) on the replica engine, once: a failure
@@ -343,10 +330,9 @@ class LoneEngines:
     def close(self):
         """Dispose of the engines this object built (never the caller's)."""
         with self._lock:
-            for engine in (self._reader, self._replica, self._own_writer):
-                if engine is not None:
-                    engine.dispose()
-            self._reader = self._replica = self._own_writer = None
+            for engine in self._own.values():
+                engine.dispose()
+            self._own.clear()
 
 
 def green_threads():
