@@ -601,3 +601,33 @@ def test_a_lone_mariadb_write_sends_its_statements_and_commit_only(
     finally:
         repository.close()
         context_manager.dispose_pool()
+
+
+@pytest.mark.parametrize("server", ["mariadb"], indirect=True)
+def test_the_mariadb_write_engine_follows_the_callers_database_settings(
+        migrated_url):
+    """Lone writes on MariaDB run on an engine of role_stash's own: its
+    pool as the caller's settings say, its session as theirs (sql_mode),
+    its connections opened only by a lone write, and closed with the
+    repository; the caller's engine is left alone."""
+    context_manager = callers_context_manager(
+        migrated_url, max_pool_size=2, max_overflow=1, pool_timeout=7,
+        connection_recycle_time=123, mysql_sql_mode="ANSI")
+    repository = api.StashRepository(context_manager)
+    try:
+        with pytest.raises(exception.StashNotFound):
+            repository.get_stash(INSTANCE)
+        writer = repository.lone_engines.writer()
+        assert writer is not context_manager.writer.get_engine()
+        assert writer.pool.checkedin() == 0
+        repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                               roles=ROLES)
+        assert writer.pool.checkedin() == 1
+        assert (writer.pool.size(), writer.pool._max_overflow,
+                writer.pool._timeout, writer.pool._recycle) == (2, 1, 7, 123)
+        with writer.connect() as connection:
+            assert "ANSI" in connection.scalar(sa.text("SELECT @@sql_mode"))
+    finally:
+        repository.close()
+    assert writer.pool.checkedin() == 0
+    context_manager.dispose_pool()
