@@ -8,6 +8,7 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy.engine import make_url
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -27,7 +28,7 @@ MEMORY_KEYS = {"backend", "driver", "operation", "rows", "reads",
 STORM_KEYS = TIMING_KEYS - {"operation", "rows"} | {
     "operation", "rows", "layout", "workers", "threads", "seconds",
     "reads_per_s", "raw_reads_per_s", "ratio_reads_per_s", "connections",
-    "raw_connections"}
+    "raw_connections", "engine", "cpu_per_read_us", "raw_cpu_per_read_us"}
 ROWS = 10_000
 
 
@@ -206,3 +207,93 @@ def test_archive_benchmark_short_form_counts_its_rows(database_url,
     assert sum(record["reads"] for record in records) > 0
     assert sum(record["writes"] for record in records) > 0
     assert "| archive |" in result.stdout
+
+
+NOVA_READ_KEYS = TIMING_KEYS | {
+    "engine", "ratio_p50_min", "ratio_p50_max", "blocks",
+    "boot_roles_p50_us", "instance_metadata_p50_us", "boot_roles_ratio_p50",
+    "share_of_metadata_pct", "share_of_metadata_pct_min",
+    "share_of_metadata_pct_max"}
+NOVA_CPU_LAYERS = ("raw", "pool", "core_held", "core", "repository",
+                   "sleep0")
+NOVA_ROWS = 120
+
+
+def test_nova_engine_short_form_measures_every_side(database_url, tmp_path):
+    """`python -m benchmarks.nova --short`: on Nova's schema, made by
+    Nova's migrations, the read on Nova's engine against each raw driver
+    beside Nova's own paths, the create with and without its stash, the
+    CPU per read of each layer, on MariaDB a lone write's requests as the
+    server counts them, and the storm with its CPU per read."""
+    pytest.importorskip("nova", reason="the nova extra is not installed")
+    backend = SCRIPT_BACKENDS[make_url(database_url).get_backend_name()]
+    output = tmp_path / "nova.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.nova", "--short",
+         "--backends", backend, f"--{backend}-url", database_url,
+         "--use-existing-database", "--json", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = json.loads(output.read_text())
+    drivers = DRIVERS[backend]
+    by_operation = {}
+    for record in records:
+        assert record["backend"] == backend
+        assert record["engine"] == "nova"
+        by_operation.setdefault(record["operation"], []).append(record)
+    reads = by_operation["read"]
+    assert {(record["driver"], record["raw_driver"]) for record in reads} == {
+        (ours, theirs) for ours in drivers for theirs in drivers}
+    for record in reads:
+        assert record.keys() == NOVA_READ_KEYS, record
+        assert record["rows"] == NOVA_ROWS
+        assert all(_positive(record[key]) for key in NOVA_READ_KEYS - {
+            "backend", "engine", "driver", "raw_driver", "operation"}), record
+        assert (record["ratio_p50_min"] <= record["ratio_p50"]
+                <= record["ratio_p50_max"]), record
+    creates = by_operation["create"]
+    assert {record["driver"] for record in creates} == drivers
+    for record in creates:
+        assert all(_positive(record[key]) for key in (
+            "p50_us", "raw_p50_us", "ratio_p50")), record
+    cpu = by_operation["read_cpu"]
+    assert sorted((record["driver"], record["layer"]) for record in cpu) == (
+        sorted((driver, layer) for driver in drivers
+               for layer in NOVA_CPU_LAYERS))
+    assert all(_positive(record["cpu_per_read_us"]) for record in cpu)
+    if backend == "mariadb":
+        [write] = by_operation["write"]
+        # INSERT, INSERT, COMMIT at the least, on either side.
+        assert write["raw_round_trips"] == 3, write
+        assert write["round_trips"] >= 3, write
+    else:
+        assert "write" not in by_operation
+    if backend == "sqlite":
+        assert "storm" not in by_operation
+        return
+    storms = by_operation["storm"]
+    assert {(record["layout"], record["driver"], record["raw_driver"])
+            for record in storms} == {
+        (layout, ours, theirs) for layout in ("1x1", "2x2")
+        for ours in drivers for theirs in drivers}
+    for record in storms:
+        assert all(_positive(record[key]) for key in (
+            "reads_per_s", "raw_reads_per_s", "cpu_per_read_us",
+            "raw_cpu_per_read_us")), record
+        # Nova's pool, and role_stash's reader made of its settings, hold
+        # no more than a connection per reading thread.
+        assert record["connections"] <= (
+            record["workers"] * record["threads"]), record
+
+
+def test_nova_engine_scenario_without_nova_says_it_is_skipped():
+    """Without the nova extra the Nova scenario says why it measures
+    nothing, and exits 0."""
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; sys.modules['nova'] = None; "
+         "from benchmarks import nova; sys.exit(nova.main([]))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith(
+        "skipped: the nova extra is not installed"), result.stdout

@@ -80,7 +80,7 @@ def test_oslo_db_internals_role_stash_reads_are_there():
     for url in ("mysql+pymysql://root@127.0.0.1:1/test", "sqlite://"):
         engine = oslo_engines.create_engine(url, max_retries=0)
         assert oslo_internals.drop_savepoint_cause_listeners(engine) == [
-            "rollback_savepoint", "commit", "rollback"]
+            "rollback_savepoint", "commit", "rollback", "checkin"]
         assert list(engine.dialect.dispatch.handle_error)
         # SQLite keeps one Connection event listener of oslo.db's (its
         # BEGIN), and so the engine's own flag; nothing is left on MySQL
@@ -510,3 +510,124 @@ def test_connection_trace_comments_the_lone_reads(migrated_url):
     # trampolines around the call.
     if "mutmut" not in select:
         assert "get_stash" in select, select
+
+
+# The read engine's pool check-in listeners, by name, and what a read does
+# with them, printed by a process of its own (run with and without
+# eventlet's monkey patching).
+_CHECK_IN_PROBE = """
+import sys
+if sys.argv[2] == "eventlet":
+    import eventlet
+    eventlet.monkey_patch()
+from oslo_db.sqlalchemy import enginefacade
+from role_stash.db import api
+from role_stash import exception
+context_manager = enginefacade.transaction_context()
+context_manager.configure(connection=sys.argv[1])
+repository = api.StashRepository(context_manager)
+try:
+    repository.get_stash("6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c")
+except exception.StashNotFound:
+    pass
+for engine in (repository.lone_engines.reader(),
+               context_manager.writer.get_engine()):
+    print(",".join(sorted(listener.__name__
+                          for listener in engine.pool.dispatch.checkin)))
+repository.close()
+context_manager.dispose_pool()
+"""
+
+
+def _check_in_listeners(url, threads):
+    """Return (the read engine's, the caller's writer engine's) pool
+    check-in listener names after a lone read, in a process on threads
+    ("native" or "eventlet")."""
+    import subprocess
+    import sys
+    result = subprocess.run(
+        [sys.executable, "-c", _CHECK_IN_PROBE, url, threads],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    reader, writer = result.stdout.splitlines()[-2:]
+    return reader, writer
+
+
+def test_the_read_engine_skips_the_check_in_yield_on_native_threads(
+        migrated_url):
+    """A caller's engines yield at each pool check-in (oslo.db's
+    thread_checkin, on by default, as Nova has it): on native threads
+    role_stash's read engine does not, and leaves out the savepoint cause
+    check-in listener it has no use for; the caller's engine keeps both."""
+    reader, writer = _check_in_listeners(migrated_url, "native")
+    assert reader == "", reader
+    assert writer == "_thread_yield,pop_exc_checkin", writer
+
+
+def test_the_read_engine_yields_at_check_in_under_eventlet(migrated_url):
+    """Under eventlet (time monkey-patched), the caller's thread_checkin
+    holds on role_stash's read engine too: sleep(0) is then eventlet's
+    yield to the other green threads."""
+    pytest.importorskip("eventlet")
+    reader, writer = _check_in_listeners(migrated_url, "eventlet")
+    assert reader == "_thread_yield", reader
+    assert writer == "_thread_yield,pop_exc_checkin", writer
+
+
+@pytest.mark.parametrize("server", ["mariadb"], indirect=True)
+def test_a_lone_mariadb_write_sends_its_statements_and_commit_only(
+        migrated_url, count_statements):
+    """On a caller's context manager (pre-ping and a ROLLBACK at each
+    check-in, as oslo.db and Nova have them), a lone stash write still
+    sends the server what a raw PyMySQL client would: its two INSERTs and
+    the COMMIT, no ping before, no ROLLBACK after."""
+    context_manager = callers_context_manager(migrated_url)
+    repository = api.StashRepository(context_manager)
+    try:
+        repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                               roles=ROLES)
+        with count_statements() as statements:
+            repository.stash_roles("0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c",
+                                   project_id="p", user_id="u", roles=ROLES)
+        assert [statement.verb for statement in statements] == [
+            "INSERT", "INSERT", "COMMIT"], statements
+        # A write that finds the same stash live reads it, and still ends
+        # with the COMMIT alone.
+        with count_statements() as statements:
+            repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                                   roles=ROLES)
+        assert [statement.verb for statement in statements] == [
+            "INSERT", "SELECT", "COMMIT"], statements
+    finally:
+        repository.close()
+        context_manager.dispose_pool()
+
+
+@pytest.mark.parametrize("server", ["mariadb"], indirect=True)
+def test_the_mariadb_write_engine_follows_the_callers_database_settings(
+        migrated_url):
+    """Lone writes on MariaDB run on an engine of role_stash's own: its
+    pool as the caller's settings say, its session as theirs (sql_mode),
+    its connections opened only by a lone write, and closed with the
+    repository; the caller's engine is left alone."""
+    context_manager = callers_context_manager(
+        migrated_url, max_pool_size=2, max_overflow=1, pool_timeout=7,
+        connection_recycle_time=123, mysql_sql_mode="ANSI")
+    repository = api.StashRepository(context_manager)
+    try:
+        with pytest.raises(exception.StashNotFound):
+            repository.get_stash(INSTANCE)
+        writer = repository.lone_engines.writer()
+        assert writer is not context_manager.writer.get_engine()
+        assert writer.pool.checkedin() == 0
+        repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                               roles=ROLES)
+        assert writer.pool.checkedin() == 1
+        assert (writer.pool.size(), writer.pool._max_overflow,
+                writer.pool._timeout, writer.pool._recycle) == (2, 1, 7, 123)
+        with writer.connect() as connection:
+            assert "ANSI" in connection.scalar(sa.text("SELECT @@sql_mode"))
+    finally:
+        repository.close()
+    assert writer.pool.checkedin() == 0
+    context_manager.dispose_pool()

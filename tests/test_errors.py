@@ -172,10 +172,10 @@ def test_a_mysql_url_without_charset_keeps_4_byte_role_names(
         migrated_url, repository):
     """oslo.db connects MySQL in 3-byte utf8 when the URL names no charset:
     role_stash asks for utf8mb4 on a context manager of its own, and on
-    the engine of its lone reads from a caller's. A 4-byte role name is
-    then stored and read back, neither refused nor read as "?". The
-    caller's own engine is the caller's: a write through it names the
-    fix."""
+    the engines of its lone reads and, on MySQL and MariaDB, lone writes
+    from a caller's. A 4-byte role name is then stored and read back,
+    neither refused nor read as "?". The caller's own engine is the
+    caller's: a write in the caller's transaction names the fix."""
     bare = bare_mariadb_url(migrated_url)
     assert "charset" not in bare
     name = "emoji \U0001f600"
@@ -191,13 +191,25 @@ def test_a_mysql_url_without_charset_keeps_4_byte_role_names(
         assert callers.get_stash(INSTANCE) == stashed
         assert callers.get_stashes([INSTANCE]) == {INSTANCE: stashed}
         assert callers.list_stashes(role=name) == [stashed]
+        alone = callers.stash_roles("0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c",
+                                    project_id="p", user_id="u",
+                                    roles=[name])
+        assert own.get_stash(alone.instance_uuid) == alone
+        context = CallersContext()
         with pytest.raises(exception.DatabaseError, match="charset=utf8mb4"):
-            callers.stash_roles("0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c",
-                                project_id="p", user_id="u", roles=[name])
+            with callers_context_manager.writer.using(context):
+                callers.stash_roles("1c8b4d3f-0e9a-4f7b-9c2d-3e4f5a6b7c8d",
+                                    project_id="p", user_id="u",
+                                    roles=[name], context=context)
     finally:
         own.close()
         callers.close()
         callers_context_manager.dispose_pool()
+
+
+@enginefacade.transaction_context_provider
+class CallersContext:
+    """A caller's request context, as Nova's RequestContext is one."""
 
 
 def session_settings(engine):

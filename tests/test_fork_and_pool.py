@@ -160,10 +160,11 @@ def timed_out_pool_waits(call):
                                     "mariadb"), indirect=True)
 def test_an_exhausted_pool_waits_pool_timeout_once_and_names_the_pool(
         migrated_url, repository, database_events):
-    """Other threads hold every connection of the caller's pool, in
-    transactions of their own; a lone write needs one. (SQLite's writer
-    has no pool to exhaust: oslo.db gives a file a new connection each
-    time.)"""
+    """Other threads hold every connection of the pool of lone writes (the
+    caller's writer's, or on MariaDB role_stash's own, of the same
+    settings), in transactions of their own; a lone write needs one.
+    (SQLite's writer has no pool to exhaust: oslo.db gives a file a new
+    connection each time.)"""
     context_manager = enginefacade.transaction_context()
     context_manager.configure(connection=migrated_url, max_pool_size=1,
                               max_overflow=1, pool_timeout=0.5)
@@ -171,8 +172,10 @@ def test_an_exhausted_pool_waits_pool_timeout_once_and_names_the_pool(
     holding = threading.Barrier(3, timeout=TIMEOUT)
     release = threading.Event()
 
+    writer = callers.lone_engines.writer()
+
     def hold():
-        with context_manager.writer.connection.using(Context()):
+        with writer.begin():
             holding.wait()
             release.wait(TIMEOUT)
 

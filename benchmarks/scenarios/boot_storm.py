@@ -59,11 +59,16 @@ class Plan:
     threads: int
     seconds: float
     application_name: str
+    # Whose engine the repository runs on: "role_stash" (its own, from the
+    # URL) or "nova" (a Nova context manager's, as a metadata API worker
+    # has it; see scenarios/nova_engine.py).
+    engine: str = "role_stash"
 
 
 def _read_until(plan, read, rng, barrier):
     """Warm up, wait for every thread of every worker, then read for
-    plan.seconds; return each read's time in ns."""
+    plan.seconds; return (each read's time in ns, the thread's CPU time
+    in ns over them, user and system)."""
     uuids = [databases.uuid_for(rng.randrange(plan.populated))
              for _ in range(UUIDS_PER_THREAD)]
     for instance_uuid in uuids[:WARMUP_READS]:
@@ -71,21 +76,22 @@ def _read_until(plan, read, rng, barrier):
     times = array.array("q")
     barrier.wait(timeout=BARRIER_TIMEOUT)
     deadline = time.perf_counter_ns() + int(plan.seconds * 1e9)
+    cpu_began = time.thread_time_ns()
     index = 0
     while True:
         began = time.perf_counter_ns()
         read(uuids[index % UUIDS_PER_THREAD])
         ended = time.perf_counter_ns()
         if ended > deadline:
-            return times
+            return times, time.thread_time_ns() - cpu_began
         times.append(ended - began)
         index += 1
 
 
-def _thread(plan, repo, rng, barrier, outcomes, index):
+def _thread(plan, get_stash, rng, barrier, outcomes, index):
     try:
-        if repo is not None:
-            outcomes[index] = _read_until(plan, repo.get_stash, rng, barrier)
+        if get_stash is not None:
+            outcomes[index] = _read_until(plan, get_stash, rng, barrier)
             return
         # A raw driver connection is not thread-safe: each thread opens
         # its own, as a raw-driver service would have to.
@@ -102,33 +108,47 @@ def _thread(plan, repo, rng, barrier, outcomes, index):
         outcomes[index] = error
 
 
+def _repository_read(plan):
+    """Return (get_stash, close) of a worker process: one repository per
+    process, shared by its threads, as an API worker process opens it; on
+    Nova's engine, the read a metadata API worker makes."""
+    if plan.engine == "nova":
+        from benchmarks.scenarios import nova_calls
+        from benchmarks.scenarios import nova_engine
+        context = nova_engine.nova_context(plan.url)
+        return (nova_calls.get_stash_of(context),
+                context.db_connection.dispose_pool)
+    repo = api.StashRepository.from_url(plan.url)
+    return repo.get_stash, repo.close
+
+
 def worker(plan, seed, barrier, results):
     """Run one worker process of a storm: plan.threads reading threads;
-    put ("times", bytes) or ("error", traceback) on results."""
+    put ("times", bytes, CPU ns) or ("error", traceback) on results."""
     try:
-        repo = None
+        get_stash = close = None
         if plan.side == "repository":
-            # One repository per process, shared by its threads, as an
-            # API worker process opens it.
-            repo = api.StashRepository.from_url(plan.url)
+            get_stash, close = _repository_read(plan)
         outcomes = [None] * plan.threads
         threads = [threading.Thread(
-            target=_thread, args=(plan, repo, random.Random(seed * 1000 + i),
+            target=_thread, args=(plan, get_stash,
+                                  random.Random(seed * 1000 + i),
                                   barrier, outcomes, i))
             for i in range(plan.threads)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        if repo is not None:
-            repo.close()
+        if close is not None:
+            close()
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
         times = array.array("q")
-        for outcome in outcomes:
+        for outcome, _ in outcomes:
             times.extend(outcome)
-        results.put(("times", times.tobytes()))
+        results.put(("times", times.tobytes(),
+                     sum(cpu for _, cpu in outcomes)))
     except BaseException:
         barrier.abort()
         results.put(("error", traceback.format_exc()))
@@ -137,15 +157,16 @@ def worker(plan, seed, barrier, results):
 _context = None
 
 
-def _multiprocessing_context(drivers):
+def _multiprocessing_context(drivers, preload=()):
     """Return the forkserver context, its server preloaded with the
-    repository and the drivers, so a worker starts without importing them."""
+    repository, the drivers and the modules of preload (at the first call
+    only), so a worker starts without importing them."""
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
         _context.set_forkserver_preload(
-            [__name__, "role_stash.db.api"] + [driver.module
-                                            for driver in drivers])
+            [__name__, "role_stash.db.api", *preload]
+            + [driver.module for driver in drivers])
     return _context
 
 
@@ -184,9 +205,10 @@ class ConnectionCounter:
         self.connection.close()
 
 
-def storm(database, driver, side, layout, seconds):
+def storm(database, driver, side, layout, seconds, engine="role_stash",
+          preload=()):
     """Run one storm; return (read times in ns, the most connections the
-    server saw at once)."""
+    server saw at once, the reading threads' CPU time in ns)."""
     workers, threads = layout
     application_name = f"role_stash_storm_{side}_{driver.name}"
     url = database.url_for(driver)
@@ -194,8 +216,8 @@ def storm(database, driver, side, layout, seconds):
         url = url.update_query_dict({"application_name": application_name})
     plan = Plan(side, driver.name, url.render_as_string(hide_password=False),
                 database.backend.arrays, database.populated, threads, seconds,
-                application_name)
-    context = _multiprocessing_context(database.drivers)
+                application_name, engine)
+    context = _multiprocessing_context(database.drivers, preload)
     barrier = context.Barrier(workers * threads + 1)
     results = context.Queue()
     counter = ConnectionCounter(database, application_name)
@@ -220,35 +242,40 @@ def storm(database, driver, side, layout, seconds):
         for process in processes:
             process.join(timeout=BARRIER_TIMEOUT)
         counter.close()
-    errors = [detail for kind, detail in outcomes if kind == "error"]
+    errors = [outcome[1] for outcome in outcomes if outcome[0] == "error"]
     if errors:
         raise RuntimeError(f"{database.backend.name}: a {side} {driver.name} "
                            f"storm worker failed:\n{errors[0]}")
     times = array.array("q")
-    for _, detail in outcomes:
+    for _, detail, _ in outcomes:
         times.frombytes(detail)
-    return times, max(connections)
+    return times, max(connections), sum(cpu for _, _, cpu in outcomes)
 
 
-def _record(backend, rows, layout, seconds, driver, raw_driver, ours,
+def _record(backend, engine, rows, layout, seconds, driver, raw_driver, ours,
             theirs):
-    (times, connections), (raw_times, raw_connections) = ours, theirs
+    (times, connections, cpu), (raw_times, raw_connections, raw_cpu) = (
+        ours, theirs)
     throughput = len(times) / seconds
     raw_throughput = len(raw_times) / seconds
-    return {"backend": backend, "driver": driver, "raw_driver": raw_driver,
-            "operation": "storm", "rows": rows,
+    return {"backend": backend, "engine": engine, "driver": driver,
+            "raw_driver": raw_driver, "operation": "storm", "rows": rows,
             "layout": layout_name(layout), "workers": layout[0],
             "threads": layout[1], "seconds": seconds,
             "reads_per_s": round(throughput),
             "raw_reads_per_s": round(raw_throughput),
             "ratio_reads_per_s": round(throughput / raw_throughput, 2),
             **harness.comparison(times, raw_times),
-            "connections": connections, "raw_connections": raw_connections}
+            "connections": connections, "raw_connections": raw_connections,
+            "cpu_per_read_us": round(cpu / len(times) / 1000, 1),
+            "raw_cpu_per_read_us": round(raw_cpu / len(raw_times) / 1000, 1)}
 
 
-def run(database, layouts, seconds):
-    """Run every layout's storm, the lone worker's first; return the records
-    and report lines."""
+def run(database, layouts, seconds, engine="role_stash", preload=()):
+    """Run every layout's storm, the lone worker's first, the repository on
+    engine's engines ("role_stash" or "nova"), the workers' server
+    preloaded with the modules of preload; return the records and report
+    lines."""
     name, records, notes = database.backend.name, [], []
     if database.backend.connections_sql is None:
         return records, [f"{name}: no boot storm: no server to count the "
@@ -264,19 +291,23 @@ def run(database, layouts, seconds):
             for driver in database.drivers:
                 harness.progress(f"{name}: storm {layout_name(layout)}, "
                                  f"{side} {driver.name}, {duration:g} s")
-                results[side, driver.name] = storm(database, driver, side,
-                                                   layout, duration)
-        records += [_record(name, database.populated, layout, duration,
-                            ours.name, theirs.name,
+                results[side, driver.name] = storm(
+                    database, driver, side, layout, duration, engine,
+                    preload)
+        records += [_record(name, engine, database.populated, layout,
+                            duration, ours.name, theirs.name,
                             results["repository", ours.name],
                             results["raw", theirs.name])
                     for ours in database.drivers
                     for theirs in database.drivers]
+    shared = ("one StashRepository" if engine == "role_stash" else
+              "one Nova context manager, each read through "
+              "repository_for(context)")
     notes.append(f"{name}: storm: each raw thread opens its own connection "
                  "(a raw driver connection is not thread-safe); each "
-                 "repository worker process opens one StashRepository "
-                 "shared by its threads; connections are counted by the "
-                 "server while the storm runs (the most seen at once)")
+                 f"repository worker process opens {shared}, shared by its "
+                 "threads; connections are counted by the server while the "
+                 "storm runs (the most seen at once)")
     for record in records:
         if record["layout"] == layout_name(LONE_WORKER) and (
                 record["driver"] == record["raw_driver"]):

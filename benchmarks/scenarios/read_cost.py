@@ -47,6 +47,20 @@ def available():
     return shutil.which("valgrind") is not None
 
 
+def pooled_read(engine, sql):
+    """Return read(instance_uuid): sql on a cursor of the driver's
+    connection, checked out of engine's pool and in again per read."""
+    def read(instance_uuid):
+        connection = engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(sql, (instance_uuid,))
+            return cursor.fetchall()
+        finally:
+            connection.close()
+    return read
+
+
 def _read_of(layer, url, arrays, stack):
     """Return read(instance_uuid) of a layer, its connections opened and
     their closing left to stack (a contextlib.ExitStack)."""
@@ -71,15 +85,7 @@ def _read_of(layer, url, arrays, stack):
     engine = repository.lone_engines.reader()
     sql = raw.Statements(arrays, driver.placeholder).read
     if layer == "pool":
-        def read(instance_uuid):
-            connection = engine.raw_connection()
-            try:
-                cursor = connection.cursor()
-                cursor.execute(sql, (instance_uuid,))
-                return cursor.fetchall()
-            finally:
-                connection.close()
-        return read
+        return pooled_read(engine, sql)
     if layer == "core_held":
         held = stack.enter_context(engine.connect())
         return lambda instance_uuid: held.execute(

@@ -97,7 +97,9 @@ class Database:
                         lone.close()
                     lone = self._engines = engines.LoneEngines(
                         self.context_manager, lambda name: (
-                            dialects.for_dialect(name).read_engine_options))
+                            dialects.for_dialect(name).read_engine_options),
+                        lambda name: (
+                            dialects.for_dialect(name).write_engine_options))
         return lone
 
     def statements(self):

@@ -162,6 +162,9 @@ class Statements:
         "pool_reset_on_return": None,
         "skip_autocommit_rollback": True,
     }
+    # The engine of lone writes, where they gain by one of role_stash's
+    # own (see engines.LoneEngines); None: the caller's writer engine.
+    write_engine_options = None
 
     def character_sets(self, connection, tables, schema=None):
         """Return a CharacterSets of the connection and of tables' string
@@ -315,6 +318,19 @@ class MySQL(Statements):
     a failed statement undoes only itself, the transaction goes on."""
 
     _insert = sa.insert(STASHES)
+
+    # A lone write on the caller's engine costs two requests more than its
+    # statements and COMMIT: the pool's pre-ping, and its ROLLBACK at
+    # check-in, which follows the COMMIT (or the rollback of a failed
+    # write) that the write's own Connection always ends its transaction
+    # with. Without them, as on the engine of lone reads, a connection
+    # found dead fails its first statement, before anything is written;
+    # it is invalidated, oslo.db raises DBConnectionError and the call is
+    # retried.
+    write_engine_options = {
+        "pool_pre_ping": False,
+        "pool_reset_on_return": None,
+    }
 
     def own_schema(self, inspector):
         return mysql_own_database(inspector.default_schema_name)

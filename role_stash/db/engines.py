@@ -3,20 +3,24 @@ calls a repository makes alone.
 
 A repository runs on an enginefacade transaction context manager: its own,
 made from a URL or a [database] section, or the caller's (Nova's), whose
-transactions it then joins. For calls made alone it adds at most one engine
-of its own, for reads (in autocommit where the dialect says so, and then
-also PostgreSQL's one-statement write), built by oslo.db from the same
+transactions it then joins. For calls made alone it adds an engine of its
+own for reads (in autocommit where the dialect says so, and then also
+PostgreSQL's one-statement write), built by oslo.db from the same
 [database] settings as the context manager's engines, with the options of
 dialects.Statements.read_engine_options; with [database] slave_connection,
 one more, built the same way on the replica, for the lone metadata reads.
-Lone writes run on the context manager's own writer engine. Their retries
-are retries', their errors errors', and what is read of oslo.db's private
-state is oslo_internals'.
+Lone writes run on the context manager's own writer engine, or, where the
+dialect gives write_engine_options (MySQL, MariaDB), on one more engine
+built the same way. Each engine's pool follows the caller's max_pool_size
+and max_overflow, and opens its connections only when a call needs them.
+Their retries are retries', their errors errors', and what is read of
+oslo.db's private state is oslo_internals'.
 """
 
 import datetime
 import logging
 import os
+import sys
 import threading
 import weakref
 
@@ -216,20 +220,23 @@ class LoneEngines:
     """The engines of the calls a repository makes outside any caller's
     transaction, and the runners of those calls, retried."""
 
-    def __init__(self, context_manager, read_engine_options):
+    def __init__(self, context_manager, read_engine_options,
+                 write_engine_options=lambda dialect_name: None):
         """read_engine_options(dialect_name) gives the SQLAlchemy engine
-        arguments of the engine of lone reads (see _read_engine)."""
+        arguments of the engine of lone reads (see _own_engine);
+        write_engine_options(dialect_name) those of an engine of lone
+        writes, or None: they run on the context manager's writer."""
         self._context_manager = context_manager
         self.factory = oslo_internals.factory_of(context_manager)
         self._lock = threading.Lock()
-        self._reader = None
+        self._own = {}  # "reader", "writer", "replica": role_stash's engines
         self._read_options = None
-        self._replica = None
+        self._write_options = None
         self._replica_url = None
         self._replica_failed_at = None
         configured = oslo_internals.configured(context_manager)
         if configured is None:
-            self.dialect_name = self.writer().dialect.name
+            self.dialect_name = self._callers_writer().dialect.name
             retry_settings = {}
         else:
             url, engine_args, retry_settings = configured
@@ -242,6 +249,7 @@ class LoneEngines:
                 # read 4-byte characters in 3-byte utf8, as "?".
                 self._engine_args = _with_utf8mb4(url, engine_args)
                 self._read_options = read_engine_options(self.dialect_name)
+                self._write_options = write_engine_options(self.dialect_name)
                 self._hooks = oslo_internals.on_engine_create_hooks(context_manager)
                 self._replica_url = oslo_internals.configured_replica(context_manager)
         retry = retries.retry_policy(retry_settings)
@@ -266,24 +274,36 @@ class LoneEngines:
         with engine.connect() as connection:
             return work(connection)
 
-    def writer(self):
-        """The engine of lone writes: the context manager's own."""
+    def _callers_writer(self):
         with errors.translated_errors():
             return self._context_manager.writer.get_engine()
 
-    def reader(self):
-        """The engine of lone reads: role_stash's own, else the writer."""
-        if self._read_options is None:
-            return self.writer()
-        reader = self._reader
-        if reader is None:
+    def _built(self, name, url, options):
+        """The engine of role_stash's own kept as name, built at its first
+        use; under the lock: threads making their first calls at once
+        would each build one, and hold its connections."""
+        engine = self._own.get(name)
+        if engine is None:
             with self._lock:
-                if self._reader is None:
-                    self._reader = _read_engine(
-                        self._url, self._engine_args, self._read_options,
-                        self._hooks)
-                reader = self._reader
-        return reader
+                engine = self._own.get(name)
+                if engine is None:
+                    engine = self._own[name] = _own_engine(
+                        url, self._engine_args, options, self._hooks)
+        return engine
+
+    def writer(self):
+        """The engine of lone writes: role_stash's own where the dialect
+        gives it options, else the context manager's writer."""
+        if self._write_options is None:
+            return self._callers_writer()
+        return self._built("writer", self._url, self._write_options)
+
+    def reader(self):
+        """The engine of lone reads: role_stash's own, else the context
+        manager's writer."""
+        if self._read_options is None:
+            return self._callers_writer()
+        return self._built("reader", self._url, self._read_options)
 
     def replica(self):
         """The engine of lone reads on the replica ([database]
@@ -295,15 +315,7 @@ class LoneEngines:
         if failed_at is not None and (
                 timeutils.utcnow() - failed_at < REPLICA_RETRY_INTERVAL):
             return None
-        replica = self._replica
-        if replica is None:
-            with self._lock:
-                if self._replica is None:
-                    self._replica = _read_engine(
-                        self._replica_url, self._engine_args,
-                        self._read_options, self._hooks)
-                replica = self._replica
-        return replica
+        return self._built("replica", self._replica_url, self._read_options)
 
     def run_on_replica(self, engine, work):
         """Return work(connection) on the replica engine, once: a failure
@@ -335,20 +347,37 @@ class LoneEngines:
     def close(self):
         """Dispose of the engines this object built (never the caller's)."""
         with self._lock:
-            for engine in (self._reader, self._replica):
-                if engine is not None:
-                    engine.dispose()
-            self._reader = self._replica = None
+            for engine in self._own.values():
+                engine.dispose()
+            self._own.clear()
 
 
-def _read_engine(url, engine_args, options, hooks):
+def green_threads():
+    """Whether this process runs on eventlet's green threads (its time
+    module patched), where oslo.db's thread_checkin yields to the hub.
+
+    thread_checkin makes every pool check-in call time.sleep(0), so that a
+    green thread doing database work on a driver eventlet cannot see into
+    lets the others run. Under native threads that call is a system call
+    per lone read and no more: the interpreter hands the GIL to the other
+    threads on its own switch interval, and every read already waits on
+    its socket with the GIL released. Under eventlet, time.sleep is
+    eventlet's, and the yield is what the caller asked for.
+    """
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and patcher.is_monkey_patched("time")
+
+
+def _own_engine(url, engine_args, options, hooks):
     """Return an engine built by oslo.db from the context manager's
     engine_args (pool sizes, recycle time, sql_mode, fork guard, error
     filters, tracing), with the SQLAlchemy options given, its bound
     parameters hidden, and no start-up connection test (max_retries=0):
     the first call's own retry handles an unreachable database, within its
-    bounds. Lone calls open no savepoint on it (see
-    drop_savepoint_cause_listeners). Then, as enginefacade does with its
+    bounds. Lone calls, reads and writes, open no savepoint on it (see
+    drop_savepoint_cause_listeners). The caller's thread_checkin (oslo.db's
+    time.sleep(0) at each pool check-in) is kept only where eventlet has
+    patched time (see green_threads). Then, as enginefacade does with its
     own engines, the context manager's on_engine_create hooks."""
     def create(url, **arguments):
         engine = sa.create_engine(url, **{**arguments, **options})
@@ -356,7 +385,10 @@ def _read_engine(url, engine_args, options, hooks):
         return engine, engine
 
     engine = oslo_engines.create_engine(
-        url, **{**engine_args, "max_retries": 0}, _engine_target=create)
+        url, **{**engine_args, "max_retries": 0,
+                "thread_checkin": engine_args.get("thread_checkin", True)
+                and green_threads()},
+        _engine_target=create)
     oslo_internals.drop_savepoint_cause_listeners(engine)
     for hook in hooks:
         hook(engine)

@@ -98,11 +98,13 @@ share_mysql_error_filters_with_mariadb()
 
 # oslo.db's error filters keep the cause of a failed savepoint rollback for
 # the error that follows it: a rollback_savepoint listener stores it, and
-# commit and rollback listeners clear it. {event: the listener's name}.
+# commit, rollback and pool check-in listeners clear it. {event: the
+# listener's name}.
 _SAVEPOINT_CAUSE_LISTENERS = {
     "rollback_savepoint": "rollback_savepoint",
     "commit": "pop_exc_tx",
     "rollback": "pop_exc_tx",
+    "checkin": "pop_exc_checkin",
 }
 _CONNECTION_EVENTS = tuple(
     name for name in dir(sa_events.ConnectionEvents)
@@ -116,15 +118,18 @@ def drop_savepoint_cause_listeners(engine):
 
     Any listener of Connection events makes SQLAlchemy dispatch every
     event point of every Connection, and a lone read makes a Connection
-    per call: their cost is paid on each read for nothing. The error
-    filters themselves (handle_error) stay. When no Connection event
+    per call and checks its connection in once: their cost is paid on
+    each read for nothing. The error filters themselves (handle_error)
+    stay. When no Connection event
     listener is left, the engine's own "has events" flag goes: SQLAlchemy
     sets it again on the next listen, and a listener on the Engine class
     still counts through the class's flag.
     """
     removed = []
     for event, name in _SAVEPOINT_CAUSE_LISTENERS.items():
-        for listener in list(getattr(engine.dispatch, event)):
+        # A pool event, listened for on the engine, is kept by its pool.
+        holder = engine.pool if event == "checkin" else engine
+        for listener in list(getattr(holder.dispatch, event)):
             if (getattr(listener, "__module__", None) == exc_filters.__name__
                     and getattr(listener, "__name__", None) == name):
                 sa.event.remove(engine, event, listener)
