@@ -355,5 +355,8 @@ class DynamicVendorData:
 
     def get(self):
         """Return {target name: reply} for every configured target."""
+        # Read afresh at each GET: Nova keeps this object in its metadata
+        # cache, and the replies read before would miss those stored since.
+        self._fields = self._replies = None
         return {name: self._do_request(name, url)
                 for name, url in targets(self.conf)}

@@ -4,9 +4,6 @@ fake virt driver, placement, cell0 and two cells) on the patched Nova with
 process for the module."""
 
 SCENARIOS = 13
-# A known defect of the drop-in, kept in sight (unittest.expectedFailure):
-# its fix turns the run red until the mark is removed.
-KNOWN_DEFECTS = 1
 
 
 def test_role_stash_in_a_whole_nova_with_two_cells(run_nova_tests):
@@ -14,4 +11,4 @@ def test_role_stash_in_a_whole_nova_with_two_cells(run_nova_tests):
     assert counts["selected"] == {"role_stash_in_nova": SCENARIOS}
     assert counts["run"] == SCENARIOS
     assert counts["failures"] == counts["errors"] == counts["skipped"] == 0
-    assert counts["expected_failures"] == KNOWN_DEFECTS
+    assert counts["expected_failures"] == 0

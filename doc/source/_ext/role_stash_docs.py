@@ -114,6 +114,8 @@ def values():
         "max_limit": str(validation.MAX_LIMIT),
         "max_bulk": str(validation.MAX_BULK),
         "max_batch": str(validation.MAX_BATCH),
+        "max_roles": str(validation.MAX_ROLES),
+        "max_reply_nesting": str(vendordata.MAX_REPLY_NESTING),
         "max_reply_body": _size(validation.MAX_REPLY_BODY_BYTES),
         "id_length": str(models.ID_LENGTH),
         "role_name_length": str(models.ROLE_NAME_LENGTH),

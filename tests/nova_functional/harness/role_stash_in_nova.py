@@ -12,7 +12,6 @@ import json
 import pathlib
 import subprocess
 import sys
-import unittest
 import urllib.request
 
 import fixtures
@@ -221,12 +220,10 @@ class RoleStashInNovaTestCase(integrated_helpers.ProviderUsageBaseTestCase):
         self.assertEqual(first, self._vendor_data2(server))
         self.assertEqual(1, len(self._calls(url)))
 
-    @unittest.expectedFailure
     def test_second_get_through_the_same_handler_makes_no_call(self):
-        # Known defect, kept in sight: Nova's handler keeps the
-        # InstanceMetadata, and with it the drop-in, for
-        # metadata_cache_expiration; the drop-in's replies were read before
-        # its first call stored one, so the second GET calls again.
+        # Nova's handler keeps the InstanceMetadata, and with it the
+        # drop-in, for metadata_cache_expiration: the drop-in reads the
+        # replies stored since its first GET.
         url = self._start_target(max_age=300)
         server = self._boot("cell2")
         worker = metadata_handler.MetadataRequestHandler()
