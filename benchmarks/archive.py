@@ -26,12 +26,11 @@ import argparse
 import sys
 import time
 
-from role_stash.db import archive as role_stash_archive
-
 from benchmarks import database as databases
 from benchmarks import harness
 from benchmarks import report as reports
 from benchmarks.scenarios import archive_purge
+from role_stash.db import archive as role_stash_archive
 
 # The driver each backend runs on: the repository's recommended one.
 DRIVERS = {"postgresql": "psycopg", "mariadb": "pymysql",

@@ -11,10 +11,9 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from benchmarks import raw
 from role_stash.db import migration
 from role_stash.db import models
-
-from benchmarks import raw
 
 DEFAULT_URLS = {
     "sqlite": "sqlite:////tmp/role_stash_bench.sqlite",

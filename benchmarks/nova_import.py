@@ -26,8 +26,8 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from role_stash.db import api
 from role_stash.cmd import manage
+from role_stash.db import api
 from role_stash.db import migration
 from role_stash.db import models
 from role_stash.db import nova_tables
@@ -95,8 +95,8 @@ def make_schemas(url):
     """Nova's main schema by Nova's own db_sync, then role_stash's."""
     import nova.conf
     import nova.context
-    from nova.db.main import api as nova_main_db
     from nova.db import migration as nova_migration
+    from nova.db.main import api as nova_main_db
     nova.conf.CONF([], project="nova", default_config_files=[])
     context_manager = nova_main_db.create_context_manager(connection=url)
     admin = nova.context.get_admin_context()

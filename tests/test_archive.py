@@ -17,8 +17,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import archive
 from role_stash.cmd import manage as role_stash_manage
+from role_stash.db import archive
 from role_stash.nova import http_cache
 from tests.helpers import deleted_on
 from tests.helpers import uuid_of

@@ -30,12 +30,12 @@ from hypothesis import strategies as st
 import pytest
 import sqlalchemy as sa
 
+from role_stash import exception
+from role_stash.cmd import manage as role_stash_manage
+from role_stash.cmd import stash_commands
 from role_stash.db import api
 from role_stash.db import models
 from role_stash.db import validation
-from role_stash.cmd import manage as role_stash_manage
-from role_stash.cmd import stash_commands
-from role_stash import exception
 from role_stash.nova import http_cache
 
 # --- The oracles: the documented rules -------------------------------------

@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from role_stash.db import api
 from role_stash import exception
+from role_stash.db import api
 
 
 def new_uuid():

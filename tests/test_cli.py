@@ -1,9 +1,9 @@
 """role-stash-manage: the operator's command."""
 
 import json
+import pathlib
 import subprocess
 import sys
-import pathlib
 
 import pytest
 

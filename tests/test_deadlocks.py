@@ -13,8 +13,8 @@ from oslo_db.sqlalchemy import enginefacade
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import api
 from role_stash import exception
+from role_stash.db import api
 from tests.helpers import wait_until
 
 SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")

@@ -15,8 +15,8 @@ from oslo_db.sqlalchemy import enginefacade
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import api
 from role_stash import exception
+from role_stash.db import api
 
 SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")
 INSTANCE = "3e9a1c2b-7d4f-4e8a-9b6c-5d4e3f2a1b0c"

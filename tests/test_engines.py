@@ -18,11 +18,11 @@ from oslo_utils import timeutils
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import oslo_internals
+from role_stash import exception
 from role_stash.db import api
 from role_stash.db import engines
-from role_stash import exception
 from role_stash.db import migration
+from role_stash.db import oslo_internals
 from tests.helpers import INSTANCE
 
 ROLES = ["member", "secret-project-role"]

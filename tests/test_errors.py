@@ -7,9 +7,9 @@ from oslo_db.sqlalchemy import enginefacade
 import pytest
 import sqlalchemy as sa
 
+from role_stash import exception
 from role_stash.db import api
 from role_stash.db import engines
-from role_stash import exception
 from role_stash.db import migration
 from tests.helpers import INSTANCE
 

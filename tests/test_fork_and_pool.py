@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.util import queue as sa_queue
 
-from role_stash.db import api
 from role_stash import exception
+from role_stash.db import api
 
 CHILDREN = 3
 TIMEOUT = 60

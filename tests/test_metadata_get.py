@@ -2,8 +2,8 @@
 
 import pytest
 
-from role_stash.db import api
 from role_stash import exception
+from role_stash.db import api
 from tests.helpers import INSTANCE
 
 OTHER = "0b7a3c2e-9d8f-4e6a-8b1c-2d3e4f5a6b7c"

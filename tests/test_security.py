@@ -12,9 +12,9 @@ from oslo_db import exception as db_exc
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import api
-from role_stash.cmd import manage
 from role_stash import exception
+from role_stash.cmd import manage
+from role_stash.db import api
 from role_stash.db import models
 from tests.helpers import INSTANCE
 

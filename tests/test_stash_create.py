@@ -3,8 +3,8 @@
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import api
 from role_stash import exception
+from role_stash.db import api
 from role_stash.db import models
 from role_stash.db.values import Stash
 from tests.helpers import INSTANCE

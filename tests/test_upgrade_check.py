@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from role_stash.cmd import manage
+from role_stash.cmd import status
 from role_stash.db import migration
 from role_stash.db import models
-from role_stash.cmd import status
 from tests.helpers import INSTANCE
 
 WARNING, FAILURE, ERROR = 1, 2, 255

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from role_stash import exception
-from role_stash.nova import http_cache
 from role_stash.db import models
+from role_stash.nova import http_cache
 from tests.helpers import INSTANCE
 from tests.helpers import stash
 

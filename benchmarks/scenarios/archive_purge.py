@@ -33,11 +33,10 @@ import uuid
 
 import sqlalchemy as sa
 
+from benchmarks import harness
 from role_stash.db import api
 from role_stash.db import archive
 from role_stash.db import models
-
-from benchmarks import harness
 
 ROLES = ("member", "reader", "admin")
 # Numbers are made server side, CHUNK at a time, from a cross join of

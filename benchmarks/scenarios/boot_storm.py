@@ -12,11 +12,10 @@ import traceback
 
 from sqlalchemy.engine import make_url
 
-from role_stash.db import api
-
 from benchmarks import database as databases
 from benchmarks import harness
 from benchmarks import raw
+from role_stash.db import api
 
 DEFAULT_LAYOUTS = ((8, 4), (16, 1))
 # A lone single-threaded worker, run first: how many connections does a

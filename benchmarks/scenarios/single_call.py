@@ -8,10 +8,9 @@ import uuid
 
 import sqlalchemy as sa
 
-from role_stash.db import api
-
 from benchmarks import harness
 from benchmarks import raw
+from role_stash.db import api
 
 ROUND_TRIP_CALLS = 50
 PROFILE_READS = 2000

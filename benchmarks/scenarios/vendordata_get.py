@@ -10,12 +10,11 @@ import uuid
 
 from oslo_config import cfg
 
+from benchmarks import harness
+from role_stash.conf import vendordata as conf_vendordata
 from role_stash.db import api
 from role_stash.db import engines
-from role_stash.conf import vendordata as conf_vendordata
 from role_stash.nova import vendordata
-
-from benchmarks import harness
 
 # The service's answer for each side: cached for an hour, or never.
 CACHE_CONTROL = {"cached": "max-age=3600", "uncached": "no-store"}

@@ -16,10 +16,10 @@ from oslo_upgradecheck import upgradecheck
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
-from role_stash.db import errors
 from role_stash.conf import manage as conf_manage
 from role_stash.db import dialects
 from role_stash.db import engines
+from role_stash.db import errors
 from role_stash.db import migration
 from role_stash.db import models
 from role_stash.db import schemas

@@ -25,7 +25,6 @@ from role_stash.db.models import STASHES
 from role_stash.db.values import CachedReply
 from role_stash.db.values import Stash
 
-
 STASH_COLUMNS = (
     STASHES.c.id, STASHES.c.instance_uuid, STASHES.c.project_id,
     STASHES.c.user_id, STASHES.c.project_domain_id, STASHES.c.user_domain_id,

@@ -10,9 +10,9 @@ import typing
 
 import sqlalchemy as sa
 
-from role_stash.db import errors
-from role_stash.db import engines
 from role_stash import exception
+from role_stash.db import engines
+from role_stash.db import errors
 
 # Where Nova keeps the create-time roles: the names joined by commas.
 BOOT_ROLES_KEY = "boot_roles"

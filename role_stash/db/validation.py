@@ -5,8 +5,8 @@ import datetime
 import re
 
 from role_stash import exception
-from role_stash.db import values
 from role_stash.db import models
+from role_stash.db import values
 
 # The one form Nova writes: 8-4-4-4-12 hex digits; stored in lower case.
 _UUID = re.compile(

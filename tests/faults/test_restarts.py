@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from role_stash.db import api
 from role_stash import exception
+from role_stash.db import api
 from tests.helpers import wait_until
 
 WRITERS = 4

@@ -24,24 +24,24 @@ import sqlalchemy as sa
 
 nova_conf = pytest.importorskip("nova.conf", reason="the nova extra is not installed")
 
-from keystone.assignment import schema as keystone_role_schema  # noqa: E402
-from keystoneauth1 import loading as ks_loading  # noqa: E402
-from keystone.common import validation as keystone_validation  # noqa: E402
 from keystone import exception as keystone_exception  # noqa: E402
+from keystone.assignment import schema as keystone_role_schema  # noqa: E402
+from keystone.common import validation as keystone_validation  # noqa: E402
+from keystoneauth1 import loading as ks_loading  # noqa: E402
+from nova import objects as nova_objects  # noqa: E402
 import nova.context  # noqa: E402
+from nova.db import migration as nova_migration  # noqa: E402
 from nova.db.main import api as nova_main_db  # noqa: E402
 from nova.db.main import models as nova_models  # noqa: E402
-from nova.db import migration as nova_migration  # noqa: E402
 from nova.network import model as network_model  # noqa: E402
-from nova import objects as nova_objects  # noqa: E402
 
+from role_stash.conf import vendordata as conf_vendordata  # noqa: E402
 from role_stash.db import api  # noqa: E402
 from role_stash.db import engines  # noqa: E402
 from role_stash.db import migration  # noqa: E402
 from role_stash.db import models  # noqa: E402
 from role_stash.db import oslo_internals  # noqa: E402
 from role_stash.db import schemas as stash_schemas  # noqa: E402
-from role_stash.conf import vendordata as conf_vendordata  # noqa: E402
 from role_stash.nova import vendordata  # noqa: E402
 from tests import helpers  # noqa: E402
 

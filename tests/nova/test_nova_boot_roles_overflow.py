@@ -3,8 +3,8 @@ instance_system_metadata.value, a String(255). A user with thirty roles
 overflows it on PostgreSQL and MariaDB (SQLite does not enforce a VARCHAR's
 length), while the stash keeps every name."""
 
-from oslo_db import exception as db_exc
 from nova import objects
+from oslo_db import exception as db_exc
 import pytest
 
 THIRTY_ROLES = [f"project-role-{number:02d}" for number in range(30)]

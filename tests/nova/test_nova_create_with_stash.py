@@ -3,15 +3,15 @@ nova.context.RequestContext, Nova's instance row and the stash are written
 together, and fail together."""
 
 from nova import context as nova_context
-from nova.db.main import api as nova_db
 from nova import exception as nova_exception
 from nova import objects
+from nova.db.main import api as nova_db
 from oslo_db import exception as db_exc
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import api
 from role_stash import exception
+from role_stash.db import api
 
 
 class Boom(Exception):
@@ -35,7 +35,7 @@ def assert_no_stash(repository, instance_uuid):
         repository.get_stash(instance_uuid)
 
 
-def test_instance_create_and_stash_commit_together(live_instances, 
+def test_instance_create_and_stash_commit_together(live_instances,
         nova_context_manager, nova_repository, nova_engine, user_context,
         new_uuid):
     instance_uuid = new_uuid()

@@ -14,11 +14,11 @@ from nova import objects
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import api
 from role_stash.cmd import manage
+from role_stash.db import api
 from role_stash.db import models
-from role_stash.db import schemas as stash_schemas
 from role_stash.db import nova_tables
+from role_stash.db import schemas as stash_schemas
 from role_stash.nova import boot_roles as nova_import
 
 # 255 characters of role names, as Nova's column cuts a longer value.

@@ -2,14 +2,14 @@
 repository on the caller's context manager there works, alone and inside
 the caller's transaction, on the caller's one database."""
 
-from nova.db.main import api as nova_db
-from nova.db import migration as nova_migration
 from nova import context as nova_context
+from nova.db import migration as nova_migration
+from nova.db.main import api as nova_db
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import api
 from role_stash import exception
+from role_stash.db import api
 from role_stash.db import migration
 
 

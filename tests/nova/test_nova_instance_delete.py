@@ -3,8 +3,8 @@ soft delete commit or roll back together; Nova's archiving of deleted rows
 runs on a database that also holds role_stash's tables, in a schema of
 their own."""
 
-from nova.db.main import api as nova_db
 from nova import context as nova_context
+from nova.db.main import api as nova_db
 import pytest
 
 from role_stash import exception

@@ -2,12 +2,12 @@
 the stash gives the vendordata fields Nova's own DynamicVendorData sends
 (captured by a local HTTP server), field by field."""
 
+from nova import context as nova_context
+from nova import objects
 from nova.api.metadata import base as metadata_base
 from nova.api.metadata import vendordata_dynamic
 import nova.conf as nova_conf
-from nova import context as nova_context
 from nova.network import model as network_model
-from nova import objects
 
 FIELDS = ("project-id", "instance-id", "boot-roles")
 

@@ -14,13 +14,13 @@ from oslo_utils import timeutils
 import pytest
 import sqlalchemy as sa
 
-from role_stash.db import api
+from role_stash import exception
 from role_stash.cmd import manage
 from role_stash.conf import manage as conf_manage
-from role_stash import exception
-from role_stash.nova import http_cache
+from role_stash.db import api
 from role_stash.db import models
 from role_stash.db import nova_tables
+from role_stash.nova import http_cache
 from role_stash.nova import orphans
 
 DAY = datetime.timedelta(days=1)

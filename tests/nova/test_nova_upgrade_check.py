@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from role_stash.db import api
 from role_stash.cmd import manage
+from role_stash.db import api
 
 WARNING = 1
 

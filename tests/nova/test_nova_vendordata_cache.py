@@ -9,9 +9,9 @@ import json
 import logging
 import threading
 
+from nova import objects
 from nova.api.metadata import base as metadata_base
 from nova.api.metadata import vendordata_dynamic
-from nova import objects
 from oslo_utils import timeutils
 import pytest
 

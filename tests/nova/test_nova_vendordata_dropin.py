@@ -6,10 +6,10 @@ stash, and honours Nova's options."""
 import json
 import logging
 
+from nova import objects
 from nova.api.metadata import base as metadata_base
 from nova.api.metadata import vendordata_dynamic
 import nova.conf as nova_conf
-from nova import objects
 import pytest
 
 from role_stash import exception

@@ -14,9 +14,9 @@ from oslo_db.sqlalchemy import enginefacade
 from oslo_utils import timeutils
 import pytest
 
+from role_stash import exception
 from role_stash.db import api
 from role_stash.db import engines
-from role_stash import exception
 from role_stash.nova import http_cache
 
 ROLES = ["member", "reader"]
