@@ -68,6 +68,8 @@ setuptools.setup(
             # (tests/test_docs.py).
             "sphinx>=7.4",
             "reno>=4.1",
+            # The lint of the whole tree (tests/test_lint.py).
+            "ruff>=0.6",
         ],
         "benchmark": [
             "pyinstrument>=4",
