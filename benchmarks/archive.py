@@ -1,4 +1,4 @@
-"""Archive and purge at scale: rows per second, and the reads and writes beside them.
+"""Archive and purge at scale: rows per second, reads and writes beside them.
 
 Usage: python -m benchmarks.archive [--stashes N] [--live N]
            [--batch-size N] [--idle-seconds S]

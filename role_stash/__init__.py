@@ -1,1 +1,1 @@
-"""role_stash: the create-time roles of each instance, kept for its metadata GETs."""
+"""role_stash: each instance's create-time roles, kept for metadata GETs."""

@@ -1,4 +1,4 @@
-"""Every error role_stash raises: one base class, messages that name the fault."""
+"""Every error role_stash raises: one base class, messages naming the fault."""
 
 from oslo_db import exception as db_exc
 
@@ -25,7 +25,7 @@ class StashNotFound(RoleStashError, LookupError):
 
 
 class StashConflict(RoleStashError):
-    """A live stash with a different payload already exists for the instance."""
+    """A live stash with another payload already exists for the instance."""
 
     def __init__(self, instance_uuid):
         self.instance_uuid = instance_uuid

@@ -210,7 +210,8 @@ def test_max_rows_bounds_a_run_and_until_complete_goes_on(repository,
     stash(repository, 99)
     rest = repository.archive_deleted(max_rows=2, until_complete=True)
     assert (rest.rows["role_stashes"], rest.complete) == (5, True)
-    # max_rows bounds each batch of an until_complete run, as nova-role_stash_manage.
+    # max_rows bounds each batch of an until_complete run, as
+    # nova-role_stash_manage.
     assert rest.batches >= 3
     assert len(table_rows("role_stashes_shadow")) == 10
 
@@ -418,7 +419,8 @@ def manage(migrated_url, repository, capsys):
     """manage(*arguments) -> (exit code, stdout, stderr) of
     role-stash-manage on the test's migrated database."""
     def run(*arguments):
-        code = role_stash_manage.main(["--database-url", migrated_url, *arguments])
+        code = role_stash_manage.main(
+            ["--database-url", migrated_url, *arguments])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
     return run
@@ -458,7 +460,8 @@ def test_archive_exits_5_while_rows_are_left_and_0_once_done(repository,
     assert code == role_stash_manage.ROWS_LEFT and "--until-complete" in out
     # "archive" is the same command.
     code, out, _ = manage("archive", "--max-rows", "2", "--json")
-    assert code == role_stash_manage.OK and json.loads(out)["rows"]["role_stashes"] == 1
+    assert (code == role_stash_manage.OK
+            and json.loads(out)["rows"]["role_stashes"] == 1)
     assert manage("archive-deleted", "--json")[0] == role_stash_manage.OK
     for arguments in (["--max-rows", "0"], ["--batch-size", "x"],
                       ["--before", "yesterday"]):

@@ -6,8 +6,9 @@ hypothesis draws the values: wrong types, None, empty, blanks, overlong
 (256 characters, 1 MB), NUL and other control characters, lone
 surrogates, SQL-looking text, malformed and differently-cased UUIDs, huge
 and repeating role lists. The oracles below restate the documented rules
-(doc/source/reference/api.rst, "What is validated") with Unicode categories and plain string tests,
-apart from role_stash.db.validation, and say which fields a value breaks.
+(doc/source/reference/api.rst, "What is validated") with Unicode
+categories and plain string tests, apart from role_stash.db.validation,
+and say which fields a value breaks.
 Each test runs its examples on one cleaned repository, every example under
 UUIDs of its own, and checks the tables hold exactly what was accepted.
 The profiles and the count of cases: tests/fixtures/generated_cases.py.
@@ -998,7 +999,8 @@ def run_command(server, generated_cases, count_statements):
             assert not [statement for statement in sent
                         if "role_stash" in statement], sent
         else:
-            assert code in (role_stash_manage.OK, role_stash_manage.NOT_FOUND), (code, out, err)
+            assert code in (role_stash_manage.OK,
+                            role_stash_manage.NOT_FOUND), (code, out, err)
         return code, out, err
     return run_call
 

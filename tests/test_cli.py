@@ -19,7 +19,8 @@ def manage(database_url, capsys):
     """manage(*arguments) -> (exit code, stdout, stderr) on the test's
     database."""
     def run(*arguments):
-        code = role_stash_manage.main(["--database-url", database_url, *arguments])
+        code = role_stash_manage.main(
+            ["--database-url", database_url, *arguments])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
     return run
@@ -34,10 +35,12 @@ def test_db_check_version_and_sync(manage):
     assert manage("db", "sync", "--expand")[0] == role_stash_manage.OK
     assert manage("db", "sync", "--contract")[:2] == (role_stash_manage.OK,
                                                       "nothing to apply\n")
-    assert manage("db", "check")[:2] == (role_stash_manage.OK, "schema at head\n")
+    assert manage("db", "check")[:2] == (role_stash_manage.OK,
+                                         "schema at head\n")
     head = migration.revisions()[-1].revision
     assert manage("db", "version")[1].strip() == head
-    assert manage("db", "sync")[:2] == (role_stash_manage.OK, "nothing to apply\n")
+    assert manage("db", "sync")[:2] == (role_stash_manage.OK,
+                                        "nothing to apply\n")
 
 
 def test_stash_show_list_delete_purge_as_json(manage):
@@ -56,7 +59,8 @@ def test_stash_show_list_delete_purge_as_json(manage):
     code, out, _ = manage("list", "--role", "a,b", "--json")
     assert [item["instance_uuid"] for item in json.loads(out)] == [INSTANCE]
     assert manage("delete", INSTANCE, "--json")[:2] == (
-        role_stash_manage.OK, json.dumps({"deleted": INSTANCE}, indent=2) + "\n")
+        role_stash_manage.OK,
+        json.dumps({"deleted": INSTANCE}, indent=2) + "\n")
     code, out, _ = manage("purge", "--all", "--json")
     assert code == role_stash_manage.OK
     assert json.loads(out)["rows"]["role_stashes"] == 1
@@ -67,7 +71,8 @@ def test_show_prints_text_by_default(manage):
     manage("stash", INSTANCE, "--project-id", "p", "--user-id", "u",
            "--role", "member")
     code, out, _ = manage("show", INSTANCE)
-    assert code == role_stash_manage.OK and 'roles:             ["member"]' in out
+    assert (code == role_stash_manage.OK
+            and 'roles:             ["member"]' in out)
 
 
 def test_bad_input_exits_2_and_names_the_field(manage):
@@ -100,7 +105,8 @@ def test_unmigrated_database_exits_1(manage):
 
 
 def test_unreachable_database_exits_1_at_once(unreachable_url, capsys):
-    code = role_stash_manage.main(["--database-url", unreachable_url, "db", "check"])
+    code = role_stash_manage.main(["--database-url", unreachable_url,
+                                   "db", "check"])
     assert code == role_stash_manage.DATABASE_FAILURE
     assert "cannot reach the database" in capsys.readouterr().err
 
@@ -108,10 +114,13 @@ def test_unreachable_database_exits_1_at_once(unreachable_url, capsys):
 def test_config_file_names_the_database(database_url, tmp_path, capsys):
     config = tmp_path / "role_stash.conf"
     config.write_text(f"[database]\nconnection = {database_url}\n")
-    assert role_stash_manage.main(["--config-file", str(config), "db", "sync"]) == role_stash_manage.OK
-    assert role_stash_manage.main(["--config-file", str(config), "db", "check"]) == role_stash_manage.OK
-    assert role_stash_manage.main(["--config-file", str(config), "--database-url",
-                     database_url, "db", "check"]) == role_stash_manage.BAD_INPUT
+    assert role_stash_manage.main(
+        ["--config-file", str(config), "db", "sync"]) == role_stash_manage.OK
+    assert role_stash_manage.main(
+        ["--config-file", str(config), "db", "check"]) == role_stash_manage.OK
+    assert role_stash_manage.main(
+        ["--config-file", str(config), "--database-url", database_url,
+         "db", "check"]) == role_stash_manage.BAD_INPUT
 
 
 def test_console_script_runs_from_the_installed_package(database_url,

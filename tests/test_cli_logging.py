@@ -32,7 +32,8 @@ def test_a_failing_statement_at_debug_logs_no_bound_value(database_url,
     assert code == manage.DATABASE_FAILURE and "db sync" in err
     log = log_file.read_text()
     # "[-]", or the request context another test left current.
-    debug = r" DEBUG role_stash\.cmd\.manage \[[^]]*\] role-stash-manage stash "
+    debug = (r" DEBUG role_stash\.cmd\.manage \[[^]]*\] "
+             r"role-stash-manage stash ")
     assert re.search(debug + "on ", log)
     assert re.search(debug + r"failed \(exit 1\)", log)
     assert "INSERT INTO role_stash" in log

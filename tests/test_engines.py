@@ -64,7 +64,8 @@ def test_oslo_db_internals_role_stash_reads_are_there():
         assert not oslo_internals.transaction_is_reader(
             oslo_internals.open_transaction(context))
     with context_manager.async_.using(context):
-        assert oslo_internals.transaction_is_reader(oslo_internals.open_transaction(context))
+        assert oslo_internals.transaction_is_reader(
+            oslo_internals.open_transaction(context))
     assert oslo_internals.open_transaction(context) is None
     url, engine_args, retries = oslo_internals.configured(context_manager)
     assert url == "sqlite://"
@@ -115,7 +116,8 @@ def test_the_read_engine_follows_the_callers_database_settings(migrated_url):
         assert reader.pool._recycle == 123
         with reader.connect() as connection:
             if reader.dialect.name != "postgresql":
-                assert "ANSI" in connection.scalar(sa.text("SELECT @@sql_mode"))
+                assert "ANSI" in connection.scalar(
+                    sa.text("SELECT @@sql_mode"))
     finally:
         repository.close()
 
@@ -136,7 +138,8 @@ def test_the_replica_engine_follows_the_callers_database_settings(
         stash = replicated.stash_roles(INSTANCE, project_id="p",
                                        user_id="u", roles=ROLES)
         assert replicated.get_stash(INSTANCE) == stash
-        replica, reader = replicated.lone_engines.replica(), replicated.lone_engines.reader()
+        replica = replicated.lone_engines.replica()
+        reader = replicated.lone_engines.reader()
         assert replica is not reader
         assert type(replica.pool) is type(reader.pool)
         assert replica.pool._recycle == reader.pool._recycle == 123
@@ -437,7 +440,8 @@ def test_threads_making_their_first_calls_at_once_share_one_read_engine(
             start = threading.Barrier(threads)
             outcomes = []
 
-            def first_read():
+            def first_read(start=start, repository=repository,
+                           outcomes=outcomes):
                 start.wait(timeout=30)
                 try:
                     repository.get_stash(INSTANCE)

@@ -215,7 +215,8 @@ class CallersContext:
 def session_settings(engine):
     with engine.connect() as connection:
         return tuple(connection.execute(sa.text(
-            "SELECT @@character_set_connection, @@session.wait_timeout")).one())
+            "SELECT @@character_set_connection, "
+            "@@session.wait_timeout")).one())
 
 
 # A setting the server shows back: whether role_stash kept the operator's

@@ -81,7 +81,7 @@ def test_no_cache_is_stored_to_be_revalidated_every_time():
         "If-None-Match": '"v1"', "If-Modified-Since": DATE}
 
 
-def test_stale_if_error_extends_use_after_staleness_but_not_past_must_revalidate():
+def test_stale_if_error_extends_use_after_staleness_not_past_must_revalidate():
     kept = freshness(Cache_Control="max-age=60, stale-if-error=30")
     assert (kept.fresh_until, kept.stale_until) == (seconds(60), seconds(90))
     assert kept.keep_until == seconds(90)

@@ -182,7 +182,8 @@ def manage(migrated_url, repository, capsys):
     role-stash-manage on the test's migrated database."""
     def run(*arguments):
         try:
-            code = role_stash_manage.main(["--database-url", migrated_url, *arguments])
+            code = role_stash_manage.main(
+                ["--database-url", migrated_url, *arguments])
         except SystemExit as usage_error:  # argparse's own refusal
             code = usage_error.code
         captured = capsys.readouterr()
@@ -220,5 +221,7 @@ def test_purge_before_an_iso_date_prints_rows_per_table_also_as_json(
     assert code == role_stash_manage.OK and out.splitlines()[0].startswith(
         "purge: rows removed for good")
     code, out, _ = manage("purge", "--all", "--max-rows", "1", "--json")
-    assert code == role_stash_manage.ROWS_LEFT and json.loads(out)["total"] == 4
-    assert manage("purge", "--all", "--until-complete")[0] == role_stash_manage.OK
+    assert (code == role_stash_manage.ROWS_LEFT
+            and json.loads(out)["total"] == 4)
+    assert manage("purge", "--all",
+                  "--until-complete")[0] == role_stash_manage.OK

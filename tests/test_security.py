@@ -78,8 +78,8 @@ def test_the_runtime_needs_only_row_rights_on_its_tables(migrated_url,
                                                          repository):
     """Migrations ran as the owner (migrated_url); every call of the
     repository runs as an account with SELECT, INSERT, UPDATE and DELETE
-    on role_stash's tables (the shadow tables too), and nothing more. SQLite has no
-    accounts."""
+    on role_stash's tables (the shadow tables too), and nothing more. SQLite
+    has no accounts."""
     owner = sa.make_url(migrated_url)
     engine = sa.create_engine(owner)
     with engine.begin() as connection:

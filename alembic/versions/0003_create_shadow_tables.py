@@ -48,7 +48,8 @@ def upgrade():
                     schema=schema)
     op.create_table(
         "role_stash_roles_shadow",
-        sa.Column("stash_id", types.BigId, nullable=False, autoincrement=False),
+        sa.Column("stash_id", types.BigId, nullable=False,
+                  autoincrement=False),
         sa.Column("position", sa.Integer, nullable=False,
                   autoincrement=False),
         sa.Column("name", sa.String(255), nullable=False),

@@ -340,7 +340,7 @@ def report(records):
             "p50 / p99 / max ms | writes | write p50 / p99 / max ms |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for record in rows:
-            def cell(key):
+            def cell(key, record=record):
                 value = record[key]
                 return "-" if value is None else f"{value:,}"
             lines.append(

@@ -133,7 +133,8 @@ def count(layer, url, arrays, uuids, reads=READS):
     """Return the instructions per read of a layer, counted by callgrind."""
     command = [
         "valgrind", "--tool=callgrind", "--collect-atstart=no",
-        "--toggle-collect=builtin_divmod", f"--callgrind-out-file={os.devnull}",
+        "--toggle-collect=builtin_divmod",
+        f"--callgrind-out-file={os.devnull}",
         sys.executable, "-m", __name__, layer,
         url.render_as_string(hide_password=False),
         "arrays" if arrays else "rows", str(reads)]

@@ -49,7 +49,8 @@ def check(arguments, context_manager):
         status = migration.check(connection, common.schema(arguments))
     print({migration.AT_HEAD: "schema at head",
            migration.EXPAND_PENDING: "expand revisions pending: "
-                                     "run `role-stash-manage db sync --expand`",
+                                     "run `role-stash-manage db sync "
+                                     "--expand`",
            migration.CONTRACT_PENDING: "contract revisions pending: "
                                        "run `role-stash-manage db sync "
                                        "--contract`"}[status])

@@ -1,14 +1,14 @@
-"""role-stash-manage: the operator's command, as nova-manage and keystone-manage.
+"""role-stash-manage: the operator's command, as nova-manage, keystone-manage.
 
 Exit codes: 0 done; 1 database failure (unreachable, error); 2 bad usage or
 input (a log file that cannot be opened included); 3 no such stash; 4
 conflicting stash; 5 rows are left (archive-deleted or purge stopped at
 --max-rows: run it again, or with --until-complete); 130 interrupted (the
-batches done are kept). `db check` answers as `keystone-manage db_sync --check`:
-0 at head, 2 expand pending, 4 contract pending (run `db sync --expand`, or
-`db sync --contract`). `upgrade check` answers as oslo.upgradecheck (and
-`nova-status upgrade check`): 0 success, 1 warning, 2 failure, 255 a check
-that could not run.
+batches done are kept). `db check` answers as
+`keystone-manage db_sync --check`: 0 at head, 2 expand pending, 4 contract
+pending (run `db sync --expand`, or `db sync --contract`). `upgrade check`
+answers as oslo.upgradecheck (and `nova-status upgrade check`): 0 success,
+1 warning, 2 failure, 255 a check that could not run.
 
 Nova's database (import-nova, delete-orphans, upgrade check) is
 --nova-database-url, or nova.conf's [database] connection with

@@ -24,7 +24,8 @@ def _stash_text(stash):
         f"user_id:           {stash.user_id}",
         f"project_domain_id: {stash.project_domain_id or '-'}",
         f"user_domain_id:    {stash.user_domain_id or '-'}",
-        f"roles:             {json.dumps(list(stash.roles), ensure_ascii=False)}",
+        f"roles:             "
+        f"{json.dumps(list(stash.roles), ensure_ascii=False)}",
         f"created_at:        {stash.created_at.isoformat()}",
         f"updated_at:        "
         f"{stash.updated_at.isoformat() if stash.updated_at else '-'}",
@@ -78,7 +79,7 @@ def list_stashes(arguments, context_manager):
         marker=arguments.marker, limit=arguments.limit)
     common.answer(arguments, [stash_payload(item) for item in found],
                   "\n".join(f"{item.instance_uuid}  {item.project_id}  "
-                            f"{json.dumps(list(item.roles), ensure_ascii=False)}"
+                            + json.dumps(list(item.roles), ensure_ascii=False)
                             for item in found))
     return common.OK
 

@@ -1,4 +1,4 @@
-"""role-stash-manage upgrade check: oslo.upgradecheck's checks of role_stash's database.
+"""role-stash-manage upgrade check: oslo.upgradecheck on role_stash's database.
 
 As `nova-status upgrade check` runs Nova's, each check returns an
 oslo.upgradecheck Result: SUCCESS (nothing to do, or the check does not

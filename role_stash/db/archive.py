@@ -1,4 +1,4 @@
-"""Archive and purge: deleted rows moved to the shadow tables, or removed for good, in bounded batches.
+"""Archive and purge: deleted rows moved to shadow tables, or removed for good.
 
 archive moves soft-deleted stashes, each with its roles, and the cached
 vendordata replies of instances that have no live stash, from the live
@@ -7,13 +7,13 @@ role_stash_vendordata_shadow). purge removes for good what was deleted
 before a date: archived rows, and soft-deleted rows still in the live
 tables.
 
-A run is a series of batches, each one short transaction: it picks at most
-a batch of rows, copies them to the shadow tables (archive only, INSERT ...
-SELECT) and deletes them where they were. Killed at any moment, a run
-leaves every stash whole, with its roles, in one table or the other: the
-next run goes on from there, nothing lost, nothing doubled. A batch touches
-deleted rows only, and replies no live stash uses, so the repository's
-reads and writes go on meanwhile.
+A run is a series of bounded batches, each one short transaction: it picks
+at most a batch of rows, copies them to the shadow tables (archive only,
+INSERT ... SELECT) and deletes them where they were. Killed at any moment,
+a run leaves every stash whole, with its roles, in one table or the other:
+the next run goes on from there, nothing lost, nothing doubled. A batch
+touches deleted rows only, and replies no live stash uses, so the
+repository's reads and writes go on meanwhile.
 
 max_rows counts records: stashes and replies. Roles go with their stash,
 uncounted; a stash is never parted from them.

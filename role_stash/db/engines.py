@@ -250,8 +250,10 @@ class LoneEngines:
                 self._engine_args = _with_utf8mb4(url, engine_args)
                 self._read_options = read_engine_options(self.dialect_name)
                 self._write_options = write_engine_options(self.dialect_name)
-                self._hooks = oslo_internals.on_engine_create_hooks(context_manager)
-                self._replica_url = oslo_internals.configured_replica(context_manager)
+                self._hooks = oslo_internals.on_engine_create_hooks(
+                    context_manager)
+                self._replica_url = oslo_internals.configured_replica(
+                    context_manager)
         retry = retries.retry_policy(retry_settings)
         self.run = retry(self._run)
         self.run_in_autocommit = retry(self._run_in_autocommit)

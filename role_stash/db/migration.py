@@ -61,7 +61,8 @@ def make_config(connection=None, schema=schemas.AUTOMATIC):
 
 def revisions(config=None):
     """Return the revision scripts, base first."""
-    scripts = alembic_script.ScriptDirectory.from_config(config or make_config())
+    scripts = alembic_script.ScriptDirectory.from_config(
+        config or make_config())
     return list(reversed(list(scripts.walk_revisions())))
 
 
@@ -145,7 +146,8 @@ def status(pending):
     revision scripts: what the next one is."""
     if not pending:
         return AT_HEAD
-    return EXPAND_PENDING if phase_of(pending[0]) == EXPAND else CONTRACT_PENDING
+    return (EXPAND_PENDING if phase_of(pending[0]) == EXPAND
+            else CONTRACT_PENDING)
 
 
 def check(connection, schema=schemas.AUTOMATIC):

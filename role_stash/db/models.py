@@ -1,4 +1,4 @@
-"""SQLAlchemy models: the schema's present. alembic/versions/ is its history."""
+"""SQLAlchemy models: the schema's present, alembic/versions/ its history."""
 
 import datetime
 

@@ -1,4 +1,4 @@
-"""Nova's database, read only: the columns role_stash reads of Nova's tables, and its reads.
+"""Nova's database, read only: the columns role_stash reads, and its reads.
 
 The tables are Core sa.Table definitions of just the columns read here, on
 a MetaData of their own (never role_stash's models, never created or

@@ -119,7 +119,8 @@ def instance_uuids(value, field="instance_uuids"):
     """Return the distinct UUIDs, canonical, in the order given."""
     if isinstance(value, (str, bytes)) or not isinstance(
             value, collections.abc.Collection):
-        _fail(field, f"expected a collection of UUIDs, got {_type_name(value)}")
+        _fail(field, "expected a collection of UUIDs, got "
+                     f"{_type_name(value)}")
     if len(value) > MAX_BULK:
         _fail(field, f"more than {MAX_BULK} UUIDs ({len(value)})")
     # All at once (a bulk read's 100 in half the time of one by one); one
@@ -180,7 +181,8 @@ def request_identity(value, field="context"):
     user_domain_id) of a request context (Nova's RequestContext): these
     attributes only, never its token; the domain ids may be absent."""
     try:
-        project_id, user_id, roles = value.project_id, value.user_id, value.roles
+        project_id, user_id, roles = (value.project_id, value.user_id,
+                                      value.roles)
     except AttributeError:
         _fail(field, f"expected a request context with project_id, user_id "
                      f"and roles, got {_type_name(value)}")
@@ -201,7 +203,8 @@ def reply_body(value, field="body"):
     at most MAX_REPLY_BODY_BYTES in UTF-8, without NUL (PostgreSQL refuses
     it) or a lone surrogate (no UTF-8 encodes it)."""
     if not isinstance(value, str):
-        _fail(field, f"expected the reply's JSON text, got {_type_name(value)}")
+        _fail(field, "expected the reply's JSON text, got "
+                     f"{_type_name(value)}")
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:

@@ -1,5 +1,5 @@
-"""The values the repository hands out and takes: the stash, with the vendordata
-made of it, a cached reply and how long it may be used."""
+"""The values the repository hands out and takes: the stash, with the
+vendordata made of it, a cached reply and how long it may be used."""
 
 import dataclasses
 import datetime

@@ -1,4 +1,4 @@
-"""Import from Nova: live instances' boot_roles stashed with their project and user.
+"""Import from Nova: live instances' boot_roles, stashed with project and user.
 
 Nova's rows are read through nova_db, batch by batch of instance ids; the
 stashes are written through the repository, a batch per transaction, so
@@ -34,8 +34,9 @@ REASONS = types.MappingProxyType({
     "several_values": "the instance has several live boot_roles rows that "
                       "differ",
     "empty": "boot_roles is empty",
-    "truncated": f"boot_roles is exactly {nova_tables.VALUE_LENGTH} characters "
-                 "long, the size of Nova's column: probably cut short",
+    "truncated": f"boot_roles is exactly {nova_tables.VALUE_LENGTH} "
+                 "characters long, the size of Nova's column: probably cut "
+                 "short",
     "invalid_name": "boot_roles holds a role name role_stash refuses",
     "duplicate_name": "boot_roles holds a role name twice",
     "different_stash": "the instance has a live stash whose project, user or "

@@ -1,4 +1,4 @@
-"""Orphaned stashes, whose instance Nova deleted or no longer has: found, soft-deleted.
+"""Stashes whose instance Nova deleted or no longer has: found, soft-deleted.
 
 Nova's own archive and purge never touch role_stash's tables, so a stash
 outlives its instance whenever a delete path forgets it. An instance that
@@ -82,7 +82,8 @@ def _soft_delete(nova, repository, deleted, old_gone, cutoff):
                 still_orphaned, written_before=cutoff))
 
 
-def delete_orphans(nova, repository, *, grace_period=conf_manage.ORPHAN_GRACE_PERIOD,
+def delete_orphans(nova, repository, *,
+                   grace_period=conf_manage.ORPHAN_GRACE_PERIOD,
                    dry_run=False, batch_size=BATCH_SIZE,
                    listed_orphans=LISTED_ORPHANS, now=None, progress=None):
     """Find the live stashes whose instance Nova (a nova_db.NovaDatabase)

@@ -1,1 +1,3 @@
-"""Tests on a MariaDB Galera cluster (a package: its cluster stops after its last test)."""
+"""Tests on a MariaDB Galera cluster.
+
+A package: its cluster stops after its last test."""

@@ -34,11 +34,12 @@ def test_a_killed_node_loses_no_acknowledged_write_and_rejoins_by_ist(
         stop.wait(galera_run.before_kill_seconds)
         galera.kill(killed)
         # Through the dead node: the project's error, after its retries.
-        for call in (lambda: repositories[killed.name].get_stash(
-                         str(uuid.uuid4())),
-                     lambda: repositories[killed.name].stash_roles(
-                         str(uuid.uuid4()), project_id="p", user_id="u",
-                         roles=["member"])):
+        for call in (
+                lambda killed=killed: repositories[killed.name].get_stash(
+                    str(uuid.uuid4())),
+                lambda killed=killed: repositories[killed.name].stash_roles(
+                    str(uuid.uuid4()), project_id="p", user_id="u",
+                    roles=["member"])):
             with pytest.raises(exception.DatabaseUnavailable):
                 call()
             refused += 1

@@ -35,7 +35,8 @@ def test_migrations_give_galera_innodb_tables_with_primary_keys(
                 (galera_database,))
             tables = {name: (engine, keys)
                       for name, engine, keys in cursor.fetchall()}
-            cursor.execute("SELECT version_num FROM role_stash_alembic_version")
+            cursor.execute("SELECT version_num "
+                           "FROM role_stash_alembic_version")
             [(revision,)] = cursor.fetchall()
         connection.close()
         assert set(tables) == set(models.Base.metadata.tables) | {

@@ -34,7 +34,8 @@ def test_a_create_that_fails_certification_is_retried_and_meets_the_rival(
         rival.stash_roles(instance, project_id="p", user_id=rival_user,
                           roles=ROLES)
 
-    with galera_tools.before_commit_on(second.port, rival_commits_first) as fired:
+    with galera_tools.before_commit_on(second.port,
+                                       rival_commits_first) as fired:
         if rival_user == "u":
             stash = creator.stash_roles(instance, project_id="p",
                                         user_id="u", roles=ROLES)

@@ -22,7 +22,8 @@ from alembic import script as alembic_script
 import pytest
 import sqlalchemy as sa
 
-nova_conf = pytest.importorskip("nova.conf", reason="the nova extra is not installed")
+nova_conf = pytest.importorskip("nova.conf",
+                                reason="the nova extra is not installed")
 
 from keystone import exception as keystone_exception  # noqa: E402
 from keystone.assignment import schema as keystone_role_schema  # noqa: E402
@@ -509,7 +510,8 @@ class VendordataServer:
             def log_message(self, format, *args):
                 pass
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},

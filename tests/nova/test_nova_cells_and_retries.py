@@ -46,7 +46,7 @@ def test_a_stash_in_a_cell_joins_the_cells_create_transaction(
                 nova_db.instance_create(cell_context,
                                         make_values(cell_context, dropped))
                 repository.stash_from_context(cell_context, dropped)
-                1 / 0
+                _ = 1 / 0
         # A repository on the main context manager cannot join the cell's
         # transaction, and says so.
         main = role_stash_nova.repository_for(user_context)

@@ -133,8 +133,8 @@ def test_stash_conflict_caught_inside_nova_transaction_leaves_it_usable(
 
 
 def test_invalid_argument_caught_inside_nova_transaction_leaves_it_usable(
-        nova_context_manager, nova_repository, live_instances, make_user_context,
-        new_uuid):
+        nova_context_manager, nova_repository, live_instances,
+        make_user_context, new_uuid):
     """A role name no backend can store (NUL) is refused before any SQL;
     Nova's transaction goes on and commits."""
     context = make_user_context(roles=["member", "bad\x00name"])
@@ -209,5 +209,6 @@ def test_close_leaves_novas_pool_alone(nova_context_manager, nova_engine,
     repository.close()
     if pooled:
         assert nova_engine.pool.checkedin() == idle
-    with nova_context_manager.reader.using(fresh_copy(user_context)) as session:
+    with nova_context_manager.reader.using(
+            fresh_copy(user_context)) as session:
         assert session.execute(sa.text("SELECT 1")).scalar_one() == 1

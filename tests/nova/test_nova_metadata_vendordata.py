@@ -50,7 +50,8 @@ def load_instance(context, instance_uuid):
 def test_metadata_get_without_user_returns_what_dynamic_vendordata_sends(
         nova_context_manager, nova_repository, make_user_context,
         vendordata_server, new_uuid):
-    creator = make_user_context(roles=["member", "reader", "load-balancer_member"])
+    creator = make_user_context(
+        roles=["member", "reader", "load-balancer_member"])
     instance_uuid = new_uuid()
     with nova_context_manager.writer.using(creator):
         boot_instance(creator, instance_uuid)

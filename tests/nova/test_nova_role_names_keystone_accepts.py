@@ -42,7 +42,8 @@ def test_role_name_keystone_accepts_is_stashed_and_read_back_exactly(
     creator = make_user_context(roles=["member", name])
     instance_uuid = new_uuid()
     with nova_context_manager.writer.using(creator):
-        nova_db.instance_create(creator, instance_values(creator, instance_uuid))
+        nova_db.instance_create(creator,
+                                instance_values(creator, instance_uuid))
         nova_repository.stash_from_context(creator, instance_uuid)
     stash = nova_repository.get_stash(instance_uuid)
     assert stash.roles == ("member", name)

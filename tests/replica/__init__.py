@@ -1,1 +1,3 @@
-"""Tests on a PostgreSQL streaming replica (a package: its servers stop after its last test)."""
+"""Tests on a PostgreSQL streaming replica.
+
+A package: its servers stop after its last test."""

@@ -50,7 +50,8 @@ class StreamingReplication:
     their folders."""
 
     def __init__(self):
-        self.folder = pathlib.Path(tempfile.mkdtemp(prefix="role_stash_replica_"))
+        self.folder = pathlib.Path(
+            tempfile.mkdtemp(prefix="role_stash_replica_"))
         self.faults = {"replay paused": 0, "replica stopped": 0}
         # The postgres user goes through it to the standby's folder.
         self.folder.chmod(0o755)
@@ -69,7 +70,8 @@ class StreamingReplication:
         self.primary = testing.postgresql.Postgresql(
             postgres_args=f"-h 127.0.0.1 -F {LOGGING}",
             **{name: self._programs[name] for name in ("initdb", "postgres")})
-        self.primary_log = pathlib.Path(self.primary.base_dir) / "Postgresql.log"
+        self.primary_log = (pathlib.Path(self.primary.base_dir)
+                            / "Postgresql.log")
         self.primary_port = self.primary.settings["port"]
         self.replica_port = helpers.free_port()
         self.replica_data = self.folder / "standby" / "data"
@@ -100,9 +102,11 @@ class StreamingReplication:
         while time.monotonic() < deadline:
             if self._replica.poll() is not None:
                 raise ReplicaUnavailable(
-                    f"the replica exited: {self.replica_log.read_text()[-3000:]}")
+                    "the replica exited: "
+                    f"{self.replica_log.read_text()[-3000:]}")
             try:
-                if self.query("replica", "SELECT pg_is_in_recovery()") == [(True,)]:
+                if self.query("replica",
+                              "SELECT pg_is_in_recovery()") == [(True,)]:
                     return
             except psycopg2.OperationalError:
                 pass
@@ -253,8 +257,9 @@ def _skip_or_fail(reason):
 
 def pytest_terminal_summary(terminalreporter):
     for figures in _figures:
-        terminalreporter.write_line("role_stash postgresql replica: " + ", ".join(
-            f"{name} {value}" for name, value in figures.items()))
+        terminalreporter.write_line(
+            "role_stash postgresql replica: " + ", ".join(
+                f"{name} {value}" for name, value in figures.items()))
     for reason in _unavailable:
         terminalreporter.write_line(
             f"BACKEND POSTGRESQL REPLICA MISSING: its tests did not run "

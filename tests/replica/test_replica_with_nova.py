@@ -10,7 +10,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-nova_conf = pytest.importorskip("nova.conf", reason="the nova extra is not installed")
+nova_conf = pytest.importorskip("nova.conf",
+                                reason="the nova extra is not installed")
 
 import nova.context  # noqa: E402
 from nova.db.main import api as nova_main_db  # noqa: E402
