@@ -32,7 +32,8 @@ setuptools.setup(
     # The root alembic/ folder ships inside the package as
     # role_stash.migrations, so an installed wheel can migrate.
     packages=["role_stash", "role_stash.cmd", "role_stash.conf",
-              "role_stash.db", "role_stash.nova", "role_stash.migrations",
+              "role_stash.db", "role_stash.db.dialects", "role_stash.nova",
+              "role_stash.migrations",
               "role_stash.migrations.versions"],
     package_dir={"role_stash.migrations": "alembic"},
     package_data={"role_stash.migrations": ["script.py.mako"]},
