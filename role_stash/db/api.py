@@ -300,9 +300,8 @@ class StashRepository(reply_cache.ReplyCacheOperations,
         StashNotFound, exactly as no stash does, and reveals nothing.
         """
         instance_uuid = validation.instance_uuid(instance_uuid)
-        if expected_project_id is not None:
-            expected_project_id = validation.text(expected_project_id,
-                                                  "expected_project_id")
+        expected_project_id = validation.optional_text(
+            expected_project_id, "expected_project_id")
         call = self._call(context, writer=False)
         statements = call.statements
 

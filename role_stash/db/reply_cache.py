@@ -34,9 +34,8 @@ class ReplyCacheOperations:
         or, given expected_project_id, if the stash is of another project
         (as get_stash)."""
         instance_uuid = validation.instance_uuid(instance_uuid)
-        if expected_project_id is not None:
-            expected_project_id = validation.text(expected_project_id,
-                                                  "expected_project_id")
+        expected_project_id = validation.optional_text(
+            expected_project_id, "expected_project_id")
         call = self._call(context, writer=False)
         statements = call.statements
 
