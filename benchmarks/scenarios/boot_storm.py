@@ -211,6 +211,10 @@ def storm(database, driver, side, layout, seconds, engine="role_stash",
     workers, threads = layout
     application_name = f"role_stash_storm_{side}_{driver.name}"
     url = database.url_for(driver)
+    if engine == "nova" and side == "raw":
+        # Beside Nova's tables, role_stash's are in a schema of their own.
+        from benchmarks.scenarios import nova_engine
+        url = nova_engine.raw_url(url)
     if database.backend.counts_by_application:
         url = url.update_query_dict({"application_name": application_name})
     plan = Plan(side, driver.name, url.render_as_string(hide_password=False),

@@ -108,6 +108,32 @@ def user_context(url, index, context_manager=None):
         auth_token="a-token-role-stash-never-reads"), context_manager)
 
 
+def role_stash_schema(url):
+    """The schema role_stash's tables are in beside Nova's (None: the
+    default one), as role_stash places them."""
+    from role_stash.db import schemas
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return schemas.locate(connection)
+    finally:
+        engine.dispose()
+
+
+def raw_url(url):
+    """url, for a raw client whose SQL names role_stash's tables
+    unqualified: on PostgreSQL with role_stash's schema first on its
+    search_path, on MySQL in role_stash's database."""
+    url = sa.make_url(url)
+    schema = role_stash_schema(url)
+    if schema is None:
+        return url
+    if url.get_backend_name() == "postgresql":
+        return url.update_query_dict(
+            {"options": f"-csearch_path={schema},public"})
+    return url.set(database=schema)
+
+
 def make_schemas(url):
     """Nova's main schema by Nova's own db_sync, then role_stash's."""
     import nova.context
@@ -191,7 +217,10 @@ class Population:
                        else "ANALYZE")
             with engine.connect().execution_options(
                     isolation_level="AUTOCOMMIT") as connection:
-                for table in (*_instance_tables(), *ROLE_STASH_TABLES):
+                schema = role_stash_schema(self.url)
+                prefix = "" if schema is None else f"{schema}."
+                for table in (*_instance_tables(),
+                              *(prefix + name for name in ROLE_STASH_TABLES)):
                     connection.execute(sa.text(f"{analyze} {table}"))
         finally:
             engine.dispose()
