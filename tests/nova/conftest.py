@@ -36,7 +36,6 @@ from nova.db.main import api as nova_main_db  # noqa: E402
 from nova.db.main import models as nova_models  # noqa: E402
 from nova.network import model as network_model  # noqa: E402
 
-from benchmarks.scenarios import nova_engine as bench_nova  # noqa: E402
 from role_stash.conf import vendordata as conf_vendordata  # noqa: E402
 from role_stash.db import api  # noqa: E402
 from role_stash.db import engines  # noqa: E402
@@ -89,6 +88,17 @@ def migrate_role_stash(url, target="head", schema=stash_schemas.AUTOMATIC):
     try:
         with engine.begin() as connection:
             migration.upgrade(connection, target, schema)
+    finally:
+        engine.dispose()
+
+
+def role_stash_schema(url):
+    """The schema role_stash's tables are in on url, None for the default
+    one (role_stash.db.schemas.locate)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return stash_schemas.locate(connection)
     finally:
         engine.dispose()
 
@@ -150,7 +160,7 @@ def schemas():
         install_nova = staticmethod(migrate_nova)
         install_role_stash = staticmethod(migrate_role_stash)
         state = staticmethod(schema_state)
-        role_stash_schema = staticmethod(bench_nova.role_stash_schema)
+        role_stash_schema = staticmethod(role_stash_schema)
         role_stash_tables = staticmethod(role_stash_tables)
         nova_head = staticmethod(nova_head_revision)
         role_stash_head = staticmethod(role_stash_head_revision)
@@ -207,7 +217,7 @@ def empty_tables(engine):
         metadata.reflect(bind=engine)
         tables = [table for table in reversed(metadata.sorted_tables)
                   if table.name not in _VERSION_TABLES]
-        own = bench_nova.role_stash_schema(key)
+        own = role_stash_schema(key)
         if own is not None:
             tables = role_stash_tables(own) + tables
         _tables_of[key] = tables
@@ -240,7 +250,7 @@ def nova_context_manager(nova_shared_url):
 def stash_table_name(nova_shared_url):
     """stash_table_name(table): role_stash's table as SQL names it on the
     shared database, in the schema role_stash's tables are in."""
-    schema = bench_nova.role_stash_schema(nova_shared_url)
+    schema = role_stash_schema(nova_shared_url)
     preparer = sa.create_engine(nova_shared_url).dialect.identifier_preparer
     return lambda name: preparer.format_table(sa.table(name, schema=schema))
 
@@ -322,7 +332,7 @@ def cell_database(_cell_context_manager):
     (instances, instance_system_metadata, its own) are deleted; a test
     that lets Nova's objects write more takes nova_context_manager."""
     yield _cell_context_manager
-    tables = [*role_stash_tables(bench_nova.role_stash_schema(
+    tables = [*role_stash_tables(role_stash_schema(
                   oslo_internals.configured_url(_cell_context_manager))),
               NOVA_SYSTEM_METADATA, NOVA_INSTANCES]
     with _cell_context_manager.writer.get_engine().begin() as connection:
