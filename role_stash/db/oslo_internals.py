@@ -8,8 +8,9 @@ told apart but by name. tests/test_engines.py fails loudly if any of these
 move.
 """
 
+import time
+
 from oslo_config import cfg
-from oslo_db import exception as db_exc
 from oslo_db import options as db_options
 from oslo_db.sqlalchemy import enginefacade
 from oslo_db.sqlalchemy import exc_filters
@@ -140,6 +141,18 @@ def drop_savepoint_cause_listeners(engine):
     return removed
 
 
+def outlived(connection):
+    """Whether a Connection's pool would replace its DBAPI connection at
+    its next check-out: invalidated (one by one, or the whole pool after a
+    lost connection), or older than connection_recycle_time. A kept
+    Connection (kept_connections) passes no check-out to be told."""
+    record = connection.connection._connection_record
+    pool = connection.engine.pool
+    return record is None or record._is_hard_or_soft_invalidated() or (
+        pool._recycle > -1
+        and time.time() - record.starttime > pool._recycle)
+
+
 def transaction_factory(transaction):
     """The factory an open enginefacade transaction belongs to."""
     return transaction.factory
@@ -158,10 +171,10 @@ def same_factory(transaction, context_manager):
 
 
 def open_transaction(context):
-    """Return the enginefacade transaction context has open, or None."""
-    if context is None:
-        return None
-    try:
-        return context.transaction_ctx
-    except (AttributeError, db_exc.NoEngineContextEstablished):
-        return None
+    """Return the enginefacade transaction context has open, or None.
+
+    Read where context.transaction_ctx reads it: that property raises, when
+    none is open, an error whose message renders the whole context, on
+    every lone call made with a context (Nova's RequestContext)."""
+    by_thread = getattr(context, "_enginefacade_context", None)
+    return getattr(by_thread, "current", None)
