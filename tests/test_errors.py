@@ -51,25 +51,33 @@ def test_unreachable_database_is_unavailable(unreachable_url):
 
 
 def kill_pooled_connections(repository):
-    """Drop the idle pooled connection each engine would hand out next: the
-    server ends its session (SQLite: the driver closes its handle)."""
-    for engine in filter(None, (repository.lone_engines.writer(),
-                                repository.lone_engines.autocommit())):
-        dialect = engine.dialect.name
-        with engine.connect() as victim:
-            if dialect == "sqlite":
-                victim.connection.dbapi_connection.close()
-                continue
-            session_id = victim.scalar(sa.text(
-                "SELECT pg_backend_pid()" if dialect == "postgresql"
-                else "SELECT CONNECTION_ID()"))
-        if dialect != "sqlite":
-            killer = sa.create_engine(engine.url)
-            with killer.connect() as connection:
-                connection.execute(sa.text(
-                    f"SELECT pg_terminate_backend({session_id})"
-                    if dialect == "postgresql" else f"KILL {session_id}"))
-            killer.dispose()
+    """Drop the idle connection each lone engine would hand out next (the
+    autocommit engine's: its kept Connection): the server ends its session
+    (SQLite: the driver closes its handle)."""
+    lone = repository.lone_engines
+    writer = lone.writer()
+    if writer.dialect.name == "sqlite":
+        with writer.connect() as victim:
+            victim.connection.dbapi_connection.close()
+        return
+    with writer.connect() as connection:
+        victims = [session_id(connection)]
+    if lone.autocommit() is not None:
+        victims.append(lone.run_in_autocommit(session_id))
+    killer = sa.create_engine(writer.url)
+    with killer.connect() as connection:
+        for victim in victims:
+            connection.execute(sa.text(
+                f"SELECT pg_terminate_backend({victim})"
+                if writer.dialect.name == "postgresql" else f"KILL {victim}"))
+    killer.dispose()
+
+
+def session_id(connection):
+    """The server's id of the session connection is on."""
+    return connection.scalar(sa.text(
+        "SELECT pg_backend_pid()" if connection.dialect.name == "postgresql"
+        else "SELECT CONNECTION_ID()"))
 
 
 def test_reads_and_writes_recover_from_a_dropped_connection(repository):

@@ -70,10 +70,10 @@ def test_psycopg_3_prepares_the_metadata_get_on_the_server(repository):
                            roles=["member", "reader"])
     for _ in range(10):
         repository.get_stash(INSTANCE)
-    engine = repository.lone_engines.reader()
-    assert engine.dialect.driver == "psycopg"
-    with engine.connect() as connection:
-        prepared = connection.exec_driver_sql(
-            "SELECT statement FROM pg_prepared_statements").scalars().all()
+    assert repository.lone_engines.reader().dialect.driver == "psycopg"
+    # On the Connection the reads ran on: the one the lone reads keep.
+    prepared = repository.lone_engines.run(False, lambda connection: (
+        connection.exec_driver_sql(
+            "SELECT statement FROM pg_prepared_statements").scalars().all()))
     assert any("role_stashes.instance_uuid = $1" in sql
                and "role_stash_roles" in sql for sql in prepared), prepared

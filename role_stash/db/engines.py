@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 
 from role_stash import exception
 from role_stash.db import errors
+from role_stash.db import kept_connections
 from role_stash.db import oslo_internals
 from role_stash.db import retries
 
@@ -134,6 +135,7 @@ _ENGINES_OF_THIS_PROCESS = weakref.WeakSet()
 
 
 def _forget_parent_connections():
+    kept_connections.forget_parent_connections()
     for engine in list(_ENGINES_OF_THIS_PROCESS):
         engine.dispose(close=False)
 
@@ -230,6 +232,7 @@ class LoneEngines:
         self.factory = oslo_internals.factory_of(context_manager)
         self._lock = threading.Lock()
         self._own = {}  # "reader", "writer", "replica": role_stash's engines
+        self._kept = {}  # engine: its kept_connections.KeptConnections
         self._read_options = None
         self._write_options = None
         self._replica_url = None
@@ -264,7 +267,15 @@ class LoneEngines:
         if writer:
             with self.writer().begin() as connection:
                 return work(connection)
-        with self.reader().connect() as connection:
+        return self._run_on(self.reader(), work)
+
+    def _run_on(self, engine, work):
+        """Return work(connection) on engine: on a kept Connection where
+        the engine keeps them (see kept_connections)."""
+        kept = self._kept.get(engine)
+        if kept is not None:
+            return kept.run(work)
+        with engine.connect() as connection:
             return work(connection)
 
     def _run_in_autocommit(self, work):
@@ -273,8 +284,7 @@ class LoneEngines:
         engine = self.autocommit()
         if engine is None:
             return None
-        with engine.connect() as connection:
-            return work(connection)
+        return self._run_on(engine, work)
 
     def _callers_writer(self):
         with errors.translated_errors():
@@ -289,8 +299,13 @@ class LoneEngines:
             with self._lock:
                 engine = self._own.get(name)
                 if engine is None:
-                    engine = self._own[name] = _own_engine(
+                    engine = _own_engine(
                         url, self._engine_args, options, self._hooks)
+                    if (options.get("isolation_level") == "AUTOCOMMIT"
+                            and not green_threads()):
+                        self._kept[engine] = kept_connections.KeptConnections(
+                            engine)
+                    self._own[name] = engine
         return engine
 
     def writer(self):
@@ -325,8 +340,7 @@ class LoneEngines:
         and sets the replica aside for REPLICA_RETRY_INTERVAL."""
         try:
             with errors.translated_errors():
-                with engine.connect() as connection:
-                    return work(connection)
+                return self._run_on(engine, work)
         except exception.DatabaseError as error:
             with self._lock:
                 first = self._replica_failed_at is None or (
@@ -349,6 +363,9 @@ class LoneEngines:
     def close(self):
         """Dispose of the engines this object built (never the caller's)."""
         with self._lock:
+            for kept in self._kept.values():
+                kept.close()
+            self._kept.clear()
             for engine in self._own.values():
                 engine.dispose()
             self._own.clear()
