@@ -38,16 +38,20 @@ class Database:
         self._engines = None
         self._lock = threading.Lock()
 
-    def in_schema(self, work):
+    def in_schema(self, work, named_in=None):
         """Return work, run with role_stash's statements in the schema of
         its tables: the connection maps the unnamed schema to it while
-        work runs, then maps as it did, since it may be the caller's."""
+        work runs, then maps as it did, since it may be the caller's.
+        named_in: the schema work's statements name themselves, if any
+        (Statements.schema): there, no map."""
         def run(connection):
             schema = self.schema
             if schema is schemas.AUTOMATIC:
                 schema = schemas.locate(connection, self._wanted_schema)
                 self._found = (oslo_internals.factory_of(
                     self.context_manager), schema)
+            if schema is not None and schema == named_in:
+                schema = None
             before = connection.get_execution_options().get(
                 "schema_translate_map")
             if schema is not None:
@@ -103,8 +107,12 @@ class Database:
         return lone
 
     def statements(self):
-        """The dialects.Statements of this database."""
-        return dialects.for_dialect(self.lone_engines.dialect_name)
+        """The dialects.Statements of this database, their metadata reads
+        named in the schema of role_stash's tables once it is known."""
+        schema = self.schema
+        return dialects.for_dialect(
+            self.lone_engines.dialect_name,
+            None if schema is schemas.AUTOMATIC else schema)
 
     def call(self, context, *, writer):
         """Return the Call of a repository method given context (None, or
@@ -148,12 +156,14 @@ class Call:
         self.joined = _joins(context, database.context_manager, writer)
         self.statements = database.statements()
 
-    def run(self, work, *, on_duplicate=None):
+    def run(self, work, *, on_duplicate=None, metadata_read=False):
         """Return work(connection), in the caller's transaction or alone,
         retried. When the database reports a duplicate entry, return
         on_duplicate() instead (it may raise); without it, that is a
-        DatabaseError."""
-        work = self._database.in_schema(work)
+        DatabaseError. metadata_read: work runs only the statements'
+        METADATA_READS, which may name their schema themselves."""
+        work = self._database.in_schema(
+            work, self.statements.schema if metadata_read else None)
         with errors.translated_errors():
             try:
                 if self.joined:
@@ -185,7 +195,8 @@ class Call:
                 self._database.in_schema(work))
 
     def read_replica_first(self, read, instance_uuids):
-        """Return {instance_uuid: value} of read(connection, uuids).
+        """Return {instance_uuid: value} of read(connection, uuids), a
+        read of the statements' METADATA_READS.
 
         Alone, with a read replica configured, read there first, and ask
         the primary for the instances the replica lacks: not replayed there
@@ -200,7 +211,8 @@ class Call:
             try:
                 found = lone.run_on_replica(
                     replica, self._database.in_schema(
-                        lambda connection: read(connection, instance_uuids)))
+                        lambda connection: read(connection, instance_uuids),
+                        self.statements.schema))
             except exception.DatabaseError:
                 pass  # logged; the primary answers
             instance_uuids = [instance_uuid for instance_uuid in
@@ -208,7 +220,7 @@ class Call:
             if not instance_uuids:
                 return found
         return {**found, **self.run(lambda connection: (
-            read(connection, instance_uuids)))}
+            read(connection, instance_uuids)), metadata_read=True)}
 
 
 def raising(error_class, *args):

@@ -73,6 +73,47 @@ def test_db_sync_beside_nova_makes_a_schema_of_its_own(
                       "sync")[1] == "nothing to apply\n"
 
 
+@pytest.mark.parametrize("server", SERVERS, indirect=True)
+def test_metadata_reads_name_the_schema_and_run_with_no_map(
+        nova_database_url, server, capsys):
+    """In a schema of its own, the metadata reads (get_stash, get_stashes,
+    the read with cached replies) name it in their SQL, on a Connection
+    with no schema_translate_map, which SQLAlchemy would apply to the SQL
+    at every execution; every other call still runs with the map."""
+    assert run_manage(capsys, "--database-url", nova_database_url, "db",
+                      "sync")[0] == manage.OK
+    own = own_schema_of(server, nova_database_url)
+    repository = api.StashRepository.from_url(nova_database_url)
+    seen = []
+
+    def executing(connection, cursor, statement, parameters, context,
+                  executemany):
+        seen.append((statement, connection.get_execution_options().get(
+            "schema_translate_map")))
+
+    try:
+        repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                               roles=["member"])
+        for engine in {repository.lone_engines.reader(),
+                       repository.lone_engines.writer()}:
+            sa.event.listen(engine, "before_cursor_execute", executing)
+        del seen[:]
+        assert repository.get_stash(INSTANCE).roles == ("member",)
+        assert list(repository.get_stashes([INSTANCE])) == [INSTANCE]
+        assert repository.get_stash_and_replies(INSTANCE)[1] == {}
+        assert len(seen) == 3, seen
+        for statement, translate in seen:
+            assert f"{own}.role_stashes" in statement.replace('"', "").replace(
+                "`", ""), statement
+            assert translate is None, statement
+        del seen[:]
+        repository.delete_stash(INSTANCE)
+        assert seen and all((translate or {}).get(None) == own
+                            for _, translate in seen), seen
+    finally:
+        repository.close()
+
+
 def test_a_database_of_role_stash_alone_keeps_the_default_schema(
         database_url, capsys):
     """No Nova table: the tables go where they always went."""

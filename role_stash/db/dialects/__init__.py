@@ -14,6 +14,7 @@ from role_stash.db.dialects.base import CharacterSets  # noqa: F401
 from role_stash.db.dialects.base import DELETE_REPLIES  # noqa: F401
 from role_stash.db.dialects.base import insert_roles  # noqa: F401
 from role_stash.db.dialects.base import LIVE  # noqa: F401
+from role_stash.db.dialects.base import METADATA_READS  # noqa: F401
 from role_stash.db.dialects.base import mysql_own_database  # noqa: F401
 from role_stash.db.dialects.base import MYSQL_OWN_DATABASE_SUFFIX  # noqa: F401
 from role_stash.db.dialects.base import POSTGRESQL_OWN_SCHEMA  # noqa: F401
@@ -36,9 +37,10 @@ _FAMILIES = {
 _built = {}
 
 
-def for_dialect(name):
-    """Return the Statements of a SQLAlchemy dialect name, built once."""
-    statements = _built.get(name)
+def for_dialect(name, schema=None):
+    """Return the Statements of a SQLAlchemy dialect name, their metadata
+    reads named in schema (None: in none), built once."""
+    statements = _built.get((name, schema))
     if statements is None:
         try:
             family = _FAMILIES[name]
@@ -46,5 +48,8 @@ def for_dialect(name):
             raise exception.InvalidArgument(
                 "database connection", f"role_stash runs on PostgreSQL, "
                 f"MySQL/MariaDB and SQLite, not on {name}") from None
-        statements = _built[name] = family()
+        statements = family()
+        if schema is not None:
+            statements.name_schema(schema)
+        statements = _built.setdefault((name, schema), statements)
     return statements

@@ -5,7 +5,9 @@ a stash as one row per role."""
 import typing
 
 import sqlalchemy as sa
+from sqlalchemy.sql import visitors
 
+from role_stash.db import models
 from role_stash.db.models import REPLIES
 from role_stash.db.models import ROLES
 from role_stash.db.models import STASHES
@@ -38,10 +40,45 @@ STASHES_WITH_REPLIES = STASHES.outerjoin(
     REPLIES, REPLIES.c.instance_uuid == STASHES.c.instance_uuid)
 
 
+# The reads of a metadata GET, named in the schema of role_stash's tables
+# by name_schema(): a Connection's schema_translate_map would rewrite
+# their SQL on every execution.
+METADATA_READS = ("read_one", "read_many", "read_one_with_replies")
+
+
+def named_in(statement, schema):
+    """Return a copy of statement whose role_stash tables (and their
+    columns) are those of models.metadata_in(schema)."""
+    copies = models.metadata_in(schema)
+    tables = {table: copies.tables[f"{schema}.{table.name}"]
+              for table in models.Base.metadata.tables.values()}
+
+    def copy_of(element):
+        if isinstance(element, sa.Table):
+            return tables.get(element)
+        if isinstance(element, sa.Column) and element.table in tables:
+            return tables[element.table].c[element.key]
+        return None
+
+    return visitors.replacement_traverse(statement, {}, copy_of)
+
+
 class Statements:
     """The statements of a database that reads a stash as one row per role
     (through an outer join; a stash with no role gives one row whose name
-    is NULL) and matches a bulk read with an IN list."""
+    is NULL) and matches a bulk read with an IN list.
+
+    schema: the schema METADATA_READS name (None: they name none, and run
+    where a Connection's schema_translate_map puts them)."""
+
+    schema = None
+
+    def name_schema(self, schema):
+        """Name schema in the METADATA_READS, once, as the object is
+        built."""
+        self.schema = schema
+        for name in METADATA_READS:
+            setattr(self, name, named_in(getattr(self, name), schema))
 
     def __init__(self):
         self.read_one = self.with_roles(STASHES).where(
