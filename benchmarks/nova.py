@@ -196,7 +196,8 @@ READ_COLUMNS = ("backend", "driver", "raw_driver", "rows", "p50_us",
 CREATE_COLUMNS = ("backend", "driver", "rows", "p50_us", "raw_p50_us",
                   "ratio_p50", "ratio_p50_min", "ratio_p50_max")
 CPU_COLUMNS = ("backend", "driver", "layer", "rows", "cpu_per_read_us",
-               "cpu_per_read_us_min", "cpu_per_read_us_max", "added")
+               "cpu_per_read_us_min", "cpu_per_read_us_max", "added_to",
+               "added")
 STORM_COLUMNS = ("backend", "driver", "raw_driver", "layout", "reads_per_s",
                  "raw_reads_per_s", "ratio_reads_per_s", "cpu_per_read_us",
                  "raw_cpu_per_read_us", "connections", "raw_connections")

@@ -107,3 +107,27 @@ def deleted_on(repository, index, when):
             sa.update(models.STASHES)
             .where(models.STASHES.c.instance_uuid == uuid_of(index))
             .values(deleted_at=when))
+
+
+def session_id(connection):
+    """The server's id of the session a Connection (PostgreSQL, MySQL,
+    MariaDB) is on."""
+    return connection.scalar(sa.text(
+        "SELECT pg_backend_pid()" if connection.dialect.name == "postgresql"
+        else "SELECT CONNECTION_ID()"))
+
+
+def end_sessions(url, sessions):
+    """End sessions of the server at url from another session, as an
+    administrator or a failover would (PostgreSQL: waiting up to 5 s for
+    each backend to go)."""
+    killer = sa.create_engine(url)
+    try:
+        with killer.connect() as connection:
+            for session in sessions:
+                connection.execute(sa.text(
+                    f"SELECT pg_terminate_backend({session}, 5000)"
+                    if killer.dialect.name == "postgresql"
+                    else f"KILL {session}"))
+    finally:
+        killer.dispose()

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from role_stash import exception
 from role_stash.db import api
+from tests import helpers
 
 SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")
 INSTANCE = "3e9a1c2b-7d4f-4e8a-9b6c-5d4e3f2a1b0c"
@@ -39,15 +40,7 @@ def drop(dbapi_connection, url):
                    else "SELECT CONNECTION_ID()")
     [session] = cursor.fetchone()
     cursor.close()
-    killer = sa.create_engine(url)
-    try:
-        with killer.connect() as connection:
-            # PostgreSQL: wait up to 5 s until the backend has gone.
-            connection.execute(sa.text(
-                f"SELECT pg_terminate_backend({session}, 5000)"
-                if backend == "postgresql" else f"KILL {session}"))
-    finally:
-        killer.dispose()
+    helpers.end_sessions(url, [session])
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from role_stash import exception
 from role_stash.db import api
 from role_stash.db import engines
 from role_stash.db import migration
+from tests import helpers
 from tests.helpers import INSTANCE
 
 ROLES = ["member", "secret-project-role"]
@@ -61,23 +62,10 @@ def kill_pooled_connections(repository):
             victim.connection.dbapi_connection.close()
         return
     with writer.connect() as connection:
-        victims = [session_id(connection)]
+        victims = [helpers.session_id(connection)]
     if lone.autocommit() is not None:
-        victims.append(lone.run_in_autocommit(session_id))
-    killer = sa.create_engine(writer.url)
-    with killer.connect() as connection:
-        for victim in victims:
-            connection.execute(sa.text(
-                f"SELECT pg_terminate_backend({victim})"
-                if writer.dialect.name == "postgresql" else f"KILL {victim}"))
-    killer.dispose()
-
-
-def session_id(connection):
-    """The server's id of the session connection is on."""
-    return connection.scalar(sa.text(
-        "SELECT pg_backend_pid()" if connection.dialect.name == "postgresql"
-        else "SELECT CONNECTION_ID()"))
+        victims.append(lone.run_in_autocommit(helpers.session_id))
+    helpers.end_sessions(writer.url, victims)
 
 
 def test_reads_and_writes_recover_from_a_dropped_connection(repository):

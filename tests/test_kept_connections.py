@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from role_stash.db import api
 from role_stash.db import engines
+from tests import helpers
 
 INSTANCE = "3d7e1c2a-5b4f-4e6d-8a9b-0c1d2e3f4a5b"
 ROLES = ["member", "reader"]
@@ -21,16 +22,9 @@ SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")
 on_servers = pytest.mark.parametrize("server", SERVERS, indirect=True)
 
 
-def session_id(connection):
-    """The server's id of the session a Connection is on."""
-    return connection.scalar(sa.text(
-        "SELECT pg_backend_pid()" if connection.dialect.name == "postgresql"
-        else "SELECT CONNECTION_ID()"))
-
-
 def read_session(repository):
     """The session of the Connection a lone read runs on now."""
-    return repository.lone_engines.run(False, session_id)
+    return repository.lone_engines.run(False, helpers.session_id)
 
 
 def sessions_open(url):
@@ -45,17 +39,6 @@ def sessions_open(url):
             return connection.scalar(sa.text(
                 "SELECT count(*) FROM information_schema.processlist "
                 "WHERE db = DATABASE() AND id <> CONNECTION_ID()"))
-    finally:
-        engine.dispose()
-
-
-def kill(url, session):
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text(
-                f"SELECT pg_terminate_backend({session})"
-                if engine.dialect.name == "postgresql" else f"KILL {session}"))
     finally:
         engine.dispose()
 
@@ -140,7 +123,7 @@ def test_killed_kept_sessions_cost_one_retry(stashed, migrated_url,
 
     def on_a_connection_of_its_own(connection):
         barrier.wait()  # the four hold their Connections at once
-        return session_id(connection)
+        return helpers.session_id(connection)
 
     def read():
         sessions.add(repository.lone_engines.run(
@@ -152,8 +135,7 @@ def test_killed_kept_sessions_cost_one_retry(stashed, migrated_url,
     for thread in threads:
         thread.join(TIMEOUT)
     assert len(sessions) == 4
-    for session in sessions:
-        kill(migrated_url, session)
+    helpers.end_sessions(migrated_url, sessions)
     for _ in range(5):
         assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
     assert database_events.retries == 1
