@@ -14,8 +14,11 @@ from role_stash.db import api
 LOG = logging.getLogger(__name__)
 
 # One repository per enginefacade context manager (Nova keeps one per cell
-# in nova.context.CELL_CACHE), dropped with it.
-_repositories = weakref.WeakKeyDictionary()
+# in nova.context.CELL_CACHE), kept on the context manager itself, so that
+# it goes with it: a weak-keyed mapping would keep both forever, since
+# the repository holds its context manager, and with them the
+# connections the repository keeps.
+_REPOSITORY_ATTRIBUTE = "_role_stash_repository"
 _lock = threading.Lock()
 
 
@@ -44,13 +47,13 @@ def repository_for(context, main_context_manager=None):
 
 
 def _repository_on(context_manager):
-    repository = _repositories.get(context_manager)
+    repository = getattr(context_manager, _REPOSITORY_ATTRIBUTE, None)
     if repository is None:
         with _lock:
-            repository = _repositories.get(context_manager)
+            repository = getattr(context_manager, _REPOSITORY_ATTRIBUTE, None)
             if repository is None:
-                repository = _repositories[context_manager] = (
-                    api.StashRepository(context_manager))
+                repository = api.StashRepository(context_manager)
+                setattr(context_manager, _REPOSITORY_ATTRIBUTE, repository)
     return repository
 
 

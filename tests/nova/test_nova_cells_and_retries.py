@@ -1,7 +1,10 @@
 """Multi-cell Nova, Nova's retry of a whole create on deadlock, and a
 retried create under REPEATABLE READ."""
 
+import gc
 import threading
+import types
+import weakref
 
 from nova import context as nova_context
 from nova.db.main import api as nova_db
@@ -11,6 +14,7 @@ import sqlalchemy as sa
 
 from role_stash import exception
 from role_stash import nova as role_stash_nova
+from role_stash.db import engines
 
 BARRIER_TIMEOUT = 30
 
@@ -62,6 +66,22 @@ def test_a_stash_in_a_cell_joins_the_cells_create_transaction(
         repository.get_stash(dropped)
     assert count(nova_engine, "SELECT COUNT(*) FROM instances "
                  "WHERE uuid = :uuid", uuid=dropped) == 0
+
+
+def test_a_context_managers_repository_goes_with_it(migrated_url):
+    """repository_for builds one repository per context manager, and drops
+    it, with the Connections it keeps, when Nova drops the context manager
+    (a cell cache emptied, a test's cells gone)."""
+    context_manager = engines.context_manager_from_url(migrated_url)
+    context = types.SimpleNamespace(db_connection=context_manager)
+    repository = role_stash_nova.repository_for(context)
+    assert role_stash_nova.repository_for(context) is repository
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash("0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b")
+    gone = weakref.ref(repository), weakref.ref(context_manager)
+    del context, context_manager, repository
+    gc.collect()
+    assert [reference() for reference in gone] == [None, None]
 
 
 def test_nova_retries_a_whole_create_whose_stash_was_a_deadlock_victim(
