@@ -45,12 +45,17 @@ share_of_metadata_pct (the read's p50 in % of InstanceMetadata's) with its
 _min and _max; create records the same timing keys (raw: the create
 without a stash); storm records the main benchmark's storm keys with
 cpu_per_read_us and raw_cpu_per_read_us; read_cpu records backend,
-driver, layer, rows, reads, cpu_per_read_us (_min, _max) and added; write
-records round_trips and raw_round_trips.
+driver, layer, rows, reads, cpu_per_read_us (_min, _max), added_to (the
+layer it adds to) and added (its CPU over that layer's); write records
+round_trips and raw_round_trips. --plot FILE.png draws the reads and the
+storm, and writes the results file beside it (FILE.json: the command,
+seconds, machine with its load at the start and the end, versions with
+each server's, and the records), which the docs quote.
 """
 
 import argparse
 import dataclasses
+import shlex
 import sys
 import time
 
@@ -138,7 +143,8 @@ def parse_args(argv):
 
 
 def run_backend(name, url, existing, settings):
-    """Run every part on one backend; return (records, samples, notes)."""
+    """Run every part on one backend; return (records, samples, notes,
+    the server's version)."""
     from benchmarks.scenarios import nova_calls
     from benchmarks.scenarios import nova_engine
 
@@ -152,6 +158,8 @@ def run_backend(name, url, existing, settings):
         nova_engine.progress(name, "Nova's schema by its own migrations, "
                              "then role_stash's")
         nova_engine.make_schemas(first_url)
+        server = nova_engine.server_version(first_url,
+                                            database.backend.version_sql)
         population = nova_engine.Population(first_url,
                                             settings.object_instances)
         clients = nova_calls.NovaClients(database)
@@ -186,7 +194,7 @@ def run_backend(name, url, existing, settings):
     finally:
         if not existing:
             nova_import.drop_database(first_url)
-    return records, samples, notes
+    return records, samples, notes, server
 
 
 READ_COLUMNS = ("backend", "driver", "raw_driver", "rows", "p50_us",
@@ -237,7 +245,8 @@ def main(argv=None):
         print(f"skipped: {error}")
         return 0
     started = time.perf_counter()
-    records, samples, notes = [], [], []
+    load_start = report.load()
+    records, samples, notes, servers = [], [], [], {}
     for name in args.backends:
         url = getattr(args, f"{name}_url") or DEFAULT_URLS[name]
         found = run_backend(name, url, args.use_existing_database,
@@ -245,10 +254,18 @@ def main(argv=None):
         records += found[0]
         samples += found[1]
         notes += found[2]
-    print(text(records, notes, time.perf_counter() - started))
+        servers[name] = found[3]
+    seconds = time.perf_counter() - started
+    print(text(records, notes, seconds))
     if args.json:
         report.write_json(records, args.json)
     if args.plot:
+        # The results file the docs quote, beside its plot.
+        report.write_results(
+            report.results_path(args.plot), records,
+            command="python -m benchmarks.nova " + shlex.join(
+                sys.argv[1:] if argv is None else argv),
+            seconds=seconds, load_start=load_start, servers=servers)
         report.plot(records, samples, args.plot)
     return 0
 

@@ -108,6 +108,16 @@ def user_context(url, index, context_manager=None):
         auth_token="a-token-role-stash-never-reads"), context_manager)
 
 
+def server_version(url, version_sql):
+    """The version the server at url gives of itself."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return connection.exec_driver_sql(version_sql).scalar_one()
+    finally:
+        engine.dispose()
+
+
 def role_stash_schema(url):
     """The schema role_stash's tables are in beside Nova's (None: the
     default one), as role_stash places them."""
