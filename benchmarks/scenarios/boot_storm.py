@@ -172,9 +172,12 @@ def _multiprocessing_context(drivers, preload=()):
 class ConnectionCounter:
     """Counts, on the server, the sessions storm workers hold."""
 
-    def __init__(self, database, application_name):
+    def __init__(self, database, application_name, database_name):
+        """database_name: the database the workers' sessions are in (on
+        MariaDB, beside Nova's, the raw side's is role_stash's own)."""
         self.database = database
         self.application_name = application_name
+        self.database_name = database_name
         self.connection = database.connect(
             database.drivers[0], autocommit=True,
             database=database.backend.admin_database)
@@ -194,7 +197,7 @@ class ConnectionCounter:
         """Return the sessions on the database now, beyond the baseline."""
         cursor = self.connection.cursor()
         cursor.execute(self.database.backend.connections_sql, {
-            "database": self.database.url.database,
+            "database": self.database_name,
             "application": self.application_name})
         (count,) = cursor.fetchone()
         return count - self.baseline
@@ -223,7 +226,7 @@ def storm(database, driver, side, layout, seconds, engine="role_stash",
     context = _multiprocessing_context(database.drivers, preload)
     barrier = context.Barrier(workers * threads + 1)
     results = context.Queue()
-    counter = ConnectionCounter(database, application_name)
+    counter = ConnectionCounter(database, application_name, url.database)
     processes = [context.Process(target=worker,
                                  args=(plan, seed, barrier, results))
                  for seed in range(workers)]
