@@ -156,8 +156,7 @@ def _read_with_parents(repository, queue):
 
 
 @on_servers
-def test_a_forked_child_leaves_the_parents_kept_connections(
-        stashed, migrated_url):
+def test_a_forked_child_leaves_the_parents_kept_connections(stashed):
     repository = stashed()
     parents = read_session(repository)
     queue = multiprocessing.get_context("fork").Queue()

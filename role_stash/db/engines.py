@@ -301,8 +301,7 @@ class LoneEngines:
                 if engine is None:
                     engine = _own_engine(
                         url, self._engine_args, options, self._hooks)
-                    if (options.get("isolation_level") == "AUTOCOMMIT"
-                            and not green_threads()):
+                    if _in_autocommit(options) and not green_threads():
                         self._kept[engine] = kept_connections.KeptConnections(
                             engine)
                     self._own[name] = engine
@@ -356,7 +355,7 @@ class LoneEngines:
 
     def autocommit(self):
         """The engine of lone reads if it is in autocommit, else None."""
-        if (self._read_options or {}).get("isolation_level") != "AUTOCOMMIT":
+        if not _in_autocommit(self._read_options):
             return None
         return self.reader()
 
@@ -369,6 +368,11 @@ class LoneEngines:
             for engine in self._own.values():
                 engine.dispose()
             self._own.clear()
+
+
+def _in_autocommit(options):
+    """Whether an engine of SQLAlchemy options (or None) is in autocommit."""
+    return (options or {}).get("isolation_level") == "AUTOCOMMIT"
 
 
 def green_threads():

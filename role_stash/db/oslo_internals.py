@@ -4,8 +4,9 @@ file that reads them.
 oslo.db offers no public way to read a context manager's settings or an
 open transaction's factory and mode, registers its MySQL error filters
 under the dialect name "mysql" only, and its savepoint listeners cannot be
-told apart but by name. tests/test_engines.py fails loudly if any of these
-move.
+told apart but by name; a SQLAlchemy Connection says whether its pool
+would replace it only at check-out. tests/test_engines.py and
+tests/test_kept_connections.py fail loudly if any of these move.
 """
 
 import time
