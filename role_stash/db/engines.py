@@ -401,7 +401,8 @@ def _own_engine(url, engine_args, options, hooks):
     drop_savepoint_cause_listeners). The caller's thread_checkin (oslo.db's
     time.sleep(0) at each pool check-in) is kept only where eventlet has
     patched time (see green_threads). Then, as enginefacade does with its
-    own engines, the context manager's on_engine_create hooks."""
+    own engines, the context manager's on_engine_create hooks. On psycopg
+    3, its cursors describe each result shape once (see described_once)."""
     def create(url, **arguments):
         engine = sa.create_engine(url, **{**arguments, **options})
         _set_up_engine(engine)
@@ -413,6 +414,11 @@ def _own_engine(url, engine_args, options, hooks):
                 and green_threads()},
         _engine_target=create)
     oslo_internals.drop_savepoint_cause_listeners(engine)
+    if engine.dialect.driver == "psycopg":
+        # Imported here: it imports psycopg, which a process on another
+        # driver never loads.
+        from role_stash.db import described_once
+        described_once.use_on(engine)
     for hook in hooks:
         hook(engine)
     return engine
