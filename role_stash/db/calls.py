@@ -13,6 +13,7 @@ the schema of its tables (see role_stash.db.schemas).
 """
 
 import threading
+import typing
 
 from oslo_db import exception as db_exc
 
@@ -22,6 +23,14 @@ from role_stash.db import engines
 from role_stash.db import errors
 from role_stash.db import oslo_internals
 from role_stash.db import schemas
+
+
+class Route(typing.NamedTuple):
+    """Where the calls made on one enginefacade factory go."""
+
+    factory: object
+    lone_engines: engines.LoneEngines
+    statements: dialects.Statements
 
 
 class Database:
@@ -36,7 +45,12 @@ class Database:
         # (the enginefacade factory it was found on, the schema found).
         self._found = (None, self._wanted_schema)
         self._engines = None
+        self._route = None
         self._lock = threading.Lock()
+
+    def _set_found(self, found):
+        self._found = found
+        self._route = None
 
     def in_schema(self, work, named_in=None):
         """Return work, run with role_stash's statements in the schema of
@@ -44,14 +58,21 @@ class Database:
         work runs, then maps as it did, since it may be the caller's.
         named_in: the schema work's statements name themselves, if any
         (Statements.schema): there, no map."""
+        if named_in is not None:
+            def run_named(connection):
+                try:
+                    return work(connection)
+                except db_exc.DBNonExistentTable:
+                    self._set_found((None, self._wanted_schema))
+                    raise
+            return run_named
+
         def run(connection):
             schema = self.schema
             if schema is schemas.AUTOMATIC:
                 schema = schemas.locate(connection, self._wanted_schema)
-                self._found = (oslo_internals.factory_of(
-                    self.context_manager), schema)
-            if schema is not None and schema == named_in:
-                schema = None
+                self._set_found((oslo_internals.factory_of(
+                    self.context_manager), schema))
             before = connection.get_execution_options().get(
                 "schema_translate_map")
             if schema is not None:
@@ -62,7 +83,7 @@ class Database:
             except db_exc.DBNonExistentTable:
                 # Moved since they were found (db move-tables): the next
                 # call looks again.
-                self._found = (None, self._wanted_schema)
+                self._set_found((None, self._wanted_schema))
                 raise
             finally:
                 if schema is not None:
@@ -109,10 +130,20 @@ class Database:
     def statements(self):
         """The dialects.Statements of this database, their metadata reads
         named in the schema of role_stash's tables once it is known."""
-        schema = self.schema
-        return dialects.for_dialect(
-            self.lone_engines.dialect_name,
-            None if schema is schemas.AUTOMATIC else schema)
+        return self.route().statements
+
+    def route(self):
+        """The Route of a call made now, worked out again when the context
+        manager's factory, or the schema found, changed."""
+        route = self._route
+        factory = oslo_internals.factory_of(self.context_manager)
+        if route is None or route.factory is not factory:
+            schema = self.schema
+            lone = self.lone_engines
+            route = self._route = Route(factory, lone, dialects.for_dialect(
+                lone.dialect_name,
+                None if schema is schemas.AUTOMATIC else schema))
+        return route
 
     def call(self, context, *, writer):
         """Return the Call of a repository method given context (None, or
@@ -154,7 +185,9 @@ class Call:
         self._context = context
         self._writer = writer
         self.joined = _joins(context, database.context_manager, writer)
-        self.statements = database.statements()
+        route = database.route()
+        self._lone_engines = route.lone_engines
+        self.statements = route.statements
 
     def run(self, work, *, on_duplicate=None, metadata_read=False):
         """Return work(connection), in the caller's transaction or alone,
@@ -168,7 +201,7 @@ class Call:
             try:
                 if self.joined:
                     return self._run_joined(work)
-                return self._database.lone_engines.run(self._writer, work)
+                return self._lone_engines.run(self._writer, work)
             except db_exc.DBDuplicateEntry as error:
                 if on_duplicate is None:
                     raise
@@ -191,7 +224,7 @@ class Call:
         if self.joined:
             return None
         with errors.translated_errors():
-            return self._database.lone_engines.run_in_autocommit(
+            return self._lone_engines.run_in_autocommit(
                 self._database.in_schema(work))
 
     def read_replica_first(self, read, instance_uuids):
@@ -204,7 +237,7 @@ class Call:
         moment ago is never answered "no stash". Joined, or with no
         replica, only the primary reads.
         """
-        lone = self._database.lone_engines
+        lone = self._lone_engines
         replica = None if self.joined else lone.replica()
         found = {}
         if replica is not None:

@@ -2,23 +2,34 @@
 their bound parameters (role names, ids) hidden, at the boundary of every
 call."""
 
-import contextlib
-
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
 from role_stash import exception
 
 
-@contextlib.contextmanager
+class _TranslatedErrors:
+    """A with block's oslo.db and SQLAlchemy errors, as role_stash's."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if isinstance(error, (db_exc.DBError, sa.exc.SQLAlchemyError)):
+            hide_bound_parameters(error)
+            raise _translated(error) from error
+        return False
+
+
+# A class rather than contextlib.contextmanager: every lone read passes
+# here, and a generator's set-up is most of what the block costs.
+_TRANSLATED_ERRORS = _TranslatedErrors()
+
+
 def translated_errors():
     """Turn oslo.db's and SQLAlchemy's errors into role_stash's, their
     bound parameters hidden."""
-    try:
-        yield
-    except (db_exc.DBError, sa.exc.SQLAlchemyError) as error:
-        hide_bound_parameters(error)
-        raise _translated(error) from error
+    return _TRANSLATED_ERRORS
 
 
 def _translated(error):
