@@ -252,8 +252,9 @@ class Call:
                               instance_uuids if instance_uuid not in found]
             if not instance_uuids:
                 return found
-        return {**found, **self.run(lambda connection: (
-            read(connection, instance_uuids)), metadata_read=True)}
+        primary = self.run(lambda connection: (
+            read(connection, instance_uuids)), metadata_read=True)
+        return {**found, **primary} if found else primary
 
 
 def raising(error_class, *args):

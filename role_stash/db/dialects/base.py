@@ -19,7 +19,9 @@ STASH_COLUMNS = (
     STASHES.c.user_id, STASHES.c.project_domain_id, STASHES.c.user_domain_id,
     STASHES.c.created_at, STASHES.c.updated_at,
 )
-LIVE = STASHES.c.deleted == 0
+# Written into the SQL, not bound: no parameter to pass at each execution,
+# and a server's generic plan of a prepared statement knows the value.
+LIVE = STASHES.c.deleted == sa.literal_column("0", sa.Integer)
 REPLY_COLUMNS = (
     REPLIES.c.target, REPLIES.c.body, REPLIES.c.etag, REPLIES.c.last_modified,
     REPLIES.c.stored_at, REPLIES.c.fresh_until, REPLIES.c.stale_until,
@@ -158,12 +160,13 @@ class Statements:
         """Return the parameters of read_many for instance_uuids."""
         return {"uuids": list(instance_uuids)}
 
-    def fold(self, rows):
-        """Return {stash id: Stash} of rows of a with_roles() SELECT, in
-        the rows' order."""
+    def fold(self, result):
+        """Return {stash id: Stash} of the Result of a with_roles() SELECT,
+        in its rows' order. Its rows are fetched at once (Result.all()),
+        which costs less than iterating the Result row by row."""
         heads = []
         stash_id = None
-        for row in rows:
+        for row in result.all():
             if row[0] != stash_id:
                 stash_id = row[0]
                 roles = []

@@ -59,10 +59,10 @@ class PostgreSQL(Statements):
         return STASHES.c.instance_uuid == sa.any_(sa.bindparam(
             "uuids", type_=postgresql.ARRAY(STASHES.c.instance_uuid.type)))
 
-    def fold(self, rows):
+    def fold(self, result):
         return {row[0]: Stash(row[1], row[2], row[3], tuple(row[8]),
                               row[4], row[5], row[6], row[7])
-                for row in rows}
+                for row in result.all()}
 
     @staticmethod
     def _insert_new_stash_statement():
