@@ -2,8 +2,8 @@
 
 Why a layer of our own: psycopg 3 builds cursor.description anew at every
 access, a Python Column object per column with its name decoded and its
-type looked up (psycopg issue 446; the change proposed upstream, pull
-request 1240, was not merged). SQLAlchemy reads cursor.description once
+type looked up (a change proposed upstream to make it cheaper was not
+merged). SQLAlchemy reads cursor.description once
 per statement, to learn whether rows came back (and, the first time a
 compiled statement runs, their names and types, which it then caches),
 so the metadata GET's read pays for nine Column objects it never looks
