@@ -2,6 +2,7 @@
 
 Usage: python -m benchmarks.nova [--short] [--sizes 10000,100000]
            [--blocks N] [--rounds N] [--storm 8x4,16x1] [--storm-seconds S]
+           [--storm-rounds N]
            [--backends postgresql,mariadb,sqlite]
            [--postgresql-url URL] [--mariadb-url URL] [--sqlite-url URL]
            [--use-existing-database] [--json PATH] [--plot FILE.png]
@@ -31,7 +32,9 @@ defaults, as a guest's metadata request is served
   create    Nova's instance.create() in its writer transaction, with and
             without stash_from_context, at the largest size
   write     (MariaDB) requests per lone stash write, counted by the server
-  storm     at the largest size, N processes x T threads (--storm)
+  storm     at the largest size, N processes x T threads (--storm), each
+            side's --storm-seconds cut into --storm-rounds rounds, the
+            sides taking turns round by round
 
 The sides of a comparison take turns call by call; the calls are cut in
 --blocks blocks: a p50 is the median of the blocks' medians, a ratio the
@@ -43,8 +46,9 @@ ratio_p50), and engine "nova", ratio_p50_min, ratio_p50_max, blocks,
 boot_roles_p50_us, instance_metadata_p50_us, boot_roles_ratio_p50,
 share_of_metadata_pct (the read's p50 in % of InstanceMetadata's) with its
 _min and _max; create records the same timing keys (raw: the create
-without a stash); storm records the main benchmark's storm keys with
-cpu_per_read_us and raw_cpu_per_read_us; read_cpu records backend,
+without a stash); storm records the main benchmark's storm keys
+(reads_per_s the median of the rounds', ratio_reads_per_s the median of
+the rounds' ratios, with its _min and _max); read_cpu records backend,
 driver, layer, rows, reads, cpu_per_read_us (_min, _max), added_to (the
 layer it adds to) and added (its CPU over that layer's); write records
 round_trips and raw_round_trips. --plot FILE.png draws the reads and the
@@ -89,16 +93,18 @@ class Settings:
     create_rounds: int  # per block
     cpu_reads: int  # per layer and block
     storm: tuple
-    storm_seconds: float
+    storm_seconds: float  # per side, driver and layout
+    storm_rounds: int  # the sides take turns, round by round
 
 
 FULL = Settings(sizes=(10_000, 100_000), object_instances=1000, blocks=5,
                 rounds=400, warmup=40, create_rounds=20, cpu_reads=500,
-                storm=boot_storm.DEFAULT_LAYOUTS, storm_seconds=20)
+                storm=boot_storm.DEFAULT_LAYOUTS, storm_seconds=20,
+                storm_rounds=5)
 # For CI: every side and record, little of each.
 SHORT = Settings(sizes=(120,), object_instances=30, blocks=3, rounds=12,
                  warmup=4, create_rounds=4, cpu_reads=20, storm=((2, 2),),
-                 storm_seconds=0.5)
+                 storm_seconds=0.5, storm_rounds=2)
 
 
 def parse_args(argv):
@@ -116,7 +122,11 @@ def parse_args(argv):
                         help="rounds of reads per block (default 400)")
     parser.add_argument("--storm", help="storm layouts, WORKERSxTHREADS, "
                         "comma-separated; 'none' skips the storm")
-    parser.add_argument("--storm-seconds", type=float)
+    parser.add_argument("--storm-seconds", type=float,
+                        help="per side, driver and layout (default 20)")
+    parser.add_argument("--storm-rounds", type=int,
+                        help="rounds a storm's seconds are cut into, the "
+                        "sides taking turns (default 5)")
     databases.add_arguments(parser, ("postgresql", "mariadb"))
     parser.add_argument("--json", metavar="PATH",
                         help="write the records here")
@@ -127,7 +137,7 @@ def parse_args(argv):
     databases.check_arguments(parser, args)
     settings = SHORT if args.short else FULL
     changes = {key: getattr(args, key) for key in (
-        "sizes", "blocks", "rounds", "storm_seconds")
+        "sizes", "blocks", "rounds", "storm_seconds", "storm_rounds")
         if getattr(args, key) is not None}
     if args.storm is not None:
         try:
@@ -137,8 +147,9 @@ def parse_args(argv):
             parser.error(f"--storm: {error}")
     args.settings = dataclasses.replace(settings, **changes)
     if min(args.settings.sizes) < 1 or args.settings.blocks < 1 or (
-            args.settings.rounds < 1):
-        parser.error("--sizes, --blocks and --rounds must be positive")
+            args.settings.rounds < 1) or args.settings.storm_rounds < 1:
+        parser.error("--sizes, --blocks, --rounds and --storm-rounds must "
+                     "be positive")
     return args
 
 
@@ -188,7 +199,8 @@ def run_backend(name, url, existing, settings):
         if settings.storm:
             storm_records, storm_notes = boot_storm.run(
                 database, settings.storm, settings.storm_seconds,
-                engine="nova", preload=STORM_PRELOAD)
+                engine="nova", preload=STORM_PRELOAD,
+                rounds=settings.storm_rounds)
             records += storm_records
             notes += storm_notes
     finally:
@@ -207,7 +219,9 @@ CPU_COLUMNS = ("backend", "driver", "layer", "rows", "cpu_per_read_us",
                "cpu_per_read_us_min", "cpu_per_read_us_max", "added_to",
                "added")
 STORM_COLUMNS = ("backend", "driver", "raw_driver", "layout", "reads_per_s",
-                 "raw_reads_per_s", "ratio_reads_per_s", "cpu_per_read_us",
+                 "raw_reads_per_s", "ratio_reads_per_s",
+                 "ratio_reads_per_s_min", "ratio_reads_per_s_max",
+                 "cpu_per_read_us",
                  "raw_cpu_per_read_us", "connections", "raw_connections")
 WRITE_COLUMNS = ("backend", "driver", "round_trips", "raw_round_trips")
 

@@ -28,7 +28,8 @@ MEMORY_KEYS = {"backend", "driver", "operation", "rows", "reads",
 STORM_KEYS = TIMING_KEYS - {"operation", "rows"} | {
     "operation", "rows", "layout", "workers", "threads", "seconds",
     "reads_per_s", "raw_reads_per_s", "ratio_reads_per_s", "connections",
-    "raw_connections", "engine", "cpu_per_read_us", "raw_cpu_per_read_us"}
+    "raw_connections", "engine", "cpu_per_read_us", "raw_cpu_per_read_us",
+    "rounds", "ratio_reads_per_s_min", "ratio_reads_per_s_max"}
 ROWS = 10_000
 
 
@@ -280,6 +281,12 @@ def test_nova_engine_short_form_measures_every_side(database_url, tmp_path):
         assert all(_positive(record[key]) for key in (
             "reads_per_s", "raw_reads_per_s", "cpu_per_read_us",
             "raw_cpu_per_read_us")), record
+        # The short form cuts each side's storm in two rounds, but the
+        # lone worker's.
+        assert record["rounds"] == (1 if record["layout"] == "1x1" else 2)
+        assert (record["ratio_reads_per_s_min"]
+                <= record["ratio_reads_per_s"]
+                <= record["ratio_reads_per_s_max"]), record
         # Nova's pool, and role_stash's reader made of its settings, hold
         # no more than a connection per reading thread.
         assert record["connections"] <= (

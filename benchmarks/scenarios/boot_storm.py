@@ -6,6 +6,7 @@ import array
 import dataclasses
 import multiprocessing
 import random
+import statistics
 import threading
 import time
 import traceback
@@ -260,46 +261,68 @@ def storm(database, driver, side, layout, seconds, engine="role_stash",
 
 def _record(backend, engine, rows, layout, seconds, driver, raw_driver, ours,
             theirs):
-    (times, connections, cpu), (raw_times, raw_connections, raw_cpu) = (
-        ours, theirs)
-    throughput = len(times) / seconds
-    raw_throughput = len(raw_times) / seconds
+    """The storm record of one pair of drivers: ours and theirs, the
+    (times, connections, CPU ns) of each round of the repository's side
+    and the raw side's. reads_per_s and raw_reads_per_s are the medians of
+    the rounds', ratio_reads_per_s the median of the rounds' ratios, with
+    their range."""
+    round_seconds = seconds / len(ours)
+    throughputs = [len(times) / round_seconds for times, _, _ in ours]
+    raw_throughputs = [len(times) / round_seconds for times, _, _ in theirs]
+    ratios = [mine / raw for mine, raw in zip(throughputs, raw_throughputs,
+                                               strict=True)]
+    times, raw_times = array.array("q"), array.array("q")
+    for (round_times, _, _), (raw_round_times, _, _) in zip(ours, theirs):
+        times.extend(round_times)
+        raw_times.extend(raw_round_times)
+    cpu = sum(round_cpu for _, _, round_cpu in ours)
+    raw_cpu = sum(round_cpu for _, _, round_cpu in theirs)
     return {"backend": backend, "engine": engine, "driver": driver,
             "raw_driver": raw_driver, "operation": "storm", "rows": rows,
             "layout": layout_name(layout), "workers": layout[0],
-            "threads": layout[1], "seconds": seconds,
-            "reads_per_s": round(throughput),
-            "raw_reads_per_s": round(raw_throughput),
-            "ratio_reads_per_s": round(throughput / raw_throughput, 2),
+            "threads": layout[1], "seconds": seconds, "rounds": len(ours),
+            "reads_per_s": round(statistics.median(throughputs)),
+            "raw_reads_per_s": round(statistics.median(raw_throughputs)),
+            "ratio_reads_per_s": round(statistics.median(ratios), 2),
+            "ratio_reads_per_s_min": round(min(ratios), 2),
+            "ratio_reads_per_s_max": round(max(ratios), 2),
             **harness.comparison(times, raw_times),
-            "connections": connections, "raw_connections": raw_connections,
+            "connections": max(connections for _, connections, _ in ours),
+            "raw_connections": max(
+                connections for _, connections, _ in theirs),
             "cpu_per_read_us": round(cpu / len(times) / 1000, 1),
             "raw_cpu_per_read_us": round(raw_cpu / len(raw_times) / 1000, 1)}
 
 
-def run(database, layouts, seconds, engine="role_stash", preload=()):
+def run(database, layouts, seconds, engine="role_stash", preload=(),
+        rounds=1):
     """Run every layout's storm, the lone worker's first, the repository on
     engine's engines ("role_stash" or "nova"), the workers' server
     preloaded with the modules of preload; return the records and report
-    lines."""
+    lines. Each side storms for seconds per layout and driver, cut into
+    rounds: the sides take turns round by round, so that a shared
+    machine's slow spells fall on both."""
     name, records, notes = database.backend.name, [], []
     if database.backend.connections_sql is None:
         return records, [f"{name}: no boot storm: no server to count the "
                          "connections each side holds"]
     for number, layout in enumerate((LONE_WORKER, *layouts)):
-        duration = seconds
+        duration, layout_rounds = seconds, rounds
         if number == 0:
-            duration = min(LONE_WORKER_SECONDS, seconds)
+            duration, layout_rounds = min(LONE_WORKER_SECONDS, seconds), 1
         results = {}
-        # Raw first on one layout, the repository first on the next: each
-        # side meets the server's warm and cold moments alike.
-        for side in SIDES if number % 2 else reversed(SIDES):
-            for driver in database.drivers:
-                harness.progress(f"{name}: storm {layout_name(layout)}, "
-                                 f"{side} {driver.name}, {duration:g} s")
-                results[side, driver.name] = storm(
-                    database, driver, side, layout, duration, engine,
-                    preload)
+        for turn in range(layout_rounds):
+            # Raw first in one round, the repository first in the next:
+            # each side meets the server's warm and cold moments alike.
+            for side in SIDES if (number + turn) % 2 else reversed(SIDES):
+                for driver in database.drivers:
+                    harness.progress(
+                        f"{name}: storm {layout_name(layout)}, round "
+                        f"{turn + 1} of {layout_rounds}, {side} "
+                        f"{driver.name}, {duration / layout_rounds:g} s")
+                    results.setdefault((side, driver.name), []).append(
+                        storm(database, driver, side, layout,
+                              duration / layout_rounds, engine, preload))
         records += [_record(name, engine, database.populated, layout,
                             duration, ours.name, theirs.name,
                             results["repository", ours.name],
