@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import uuid
 
 from oslo_db.sqlalchemy import enginefacade
 import pytest
@@ -27,9 +28,11 @@ ROLES = ["member", "reader"]
 
 def session_of(dbapi_connection, backend):
     """The server's id of a DBAPI connection's session; on SQLite, which
-    has no server, the connection's own."""
+    has no server, a token drawn when the connection opened (not its
+    id(): a child's new connection can land where a parent's closed one
+    was, since the child's memory is a copy of the parent's)."""
     if backend == "sqlite":
-        return f"sqlite-{id(dbapi_connection)}"
+        return f"sqlite-{uuid.uuid4()}"
     cursor = dbapi_connection.cursor()
     cursor.execute("SELECT pg_backend_pid()" if backend == "postgresql"
                    else "SELECT CONNECTION_ID()")
