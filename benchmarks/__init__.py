@@ -69,7 +69,11 @@ size around 100k API reads (--quick: 3k) at the largest table size. Storm
 records have operation "storm" and the keys backend, driver, raw_driver,
 rows, layout ("8x4"), workers, threads, seconds, reads_per_s,
 raw_reads_per_s, ratio_reads_per_s, the p50/p99 keys above (latency under
-load), connections, raw_connections (the most the server saw at once).
+load), connections, raw_connections (the most the server saw at once),
+cpu_per_read_us, raw_cpu_per_read_us (the reading threads' CPU per read),
+and core_reads_per_s, core_ratio_reads_per_s, core_cpu_per_read_us: the
+same of SQLAlchemy Core alone, the repository's SELECT on a Connection
+each thread holds (the floor of a read on a SQLAlchemy Connection).
 Read-cost records have operation "read_cost" and the keys backend, driver,
 layer, rows, reads, instructions_per_read, added (over the layer below;
 null for the first and for the comparison layer plain_core).

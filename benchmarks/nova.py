@@ -46,15 +46,19 @@ ratio_p50), and engine "nova", ratio_p50_min, ratio_p50_max, blocks,
 boot_roles_p50_us, instance_metadata_p50_us, boot_roles_ratio_p50,
 share_of_metadata_pct (the read's p50 in % of InstanceMetadata's) with its
 _min and _max; create records the same timing keys (raw: the create
-without a stash); storm records the main benchmark's storm keys
-(reads_per_s the median of the rounds', ratio_reads_per_s the median of
-the rounds' ratios, with its _min and _max); read_cpu records backend,
-driver, layer, rows, reads, cpu_per_read_us (_min, _max), added_to (the
-layer it adds to) and added (its CPU over that layer's); write records
-round_trips and raw_round_trips. --plot FILE.png draws the reads and the
-storm, and writes the results file beside it (FILE.json: the command,
-seconds, machine with its load at the start and the end, versions with
-each server's, and the records), which the docs quote.
+without a stash) and raw_stash_p50_us, raw_stash_ratio_p50 (_min, _max):
+the create with the raw driver writing a stash's rows on Nova's
+connection instead, the floor of any stash written in Nova's transaction;
+storm records the main benchmark's storm keys (reads_per_s the median of
+the rounds', ratio_reads_per_s the median of the rounds' ratios, with its
+_min and _max; core_* the same of SQLAlchemy Core alone); read_cpu
+records backend, driver, layer, rows, reads, cpu_per_read_us (_min,
+_max), added_to (the layer it adds to) and added (its CPU over that
+layer's); write records round_trips and raw_round_trips. --plot FILE.png
+draws the reads and the storm, and writes the results file beside it
+(FILE.json: the command, seconds, machine with its load at the start and
+the end, versions with each server's, and the records), which the docs
+quote.
 """
 
 import argparse
@@ -214,15 +218,17 @@ READ_COLUMNS = ("backend", "driver", "raw_driver", "rows", "p50_us",
                 "boot_roles_p50_us", "instance_metadata_p50_us",
                 "share_of_metadata_pct")
 CREATE_COLUMNS = ("backend", "driver", "rows", "p50_us", "raw_p50_us",
-                  "ratio_p50", "ratio_p50_min", "ratio_p50_max")
+                  "ratio_p50", "ratio_p50_min", "ratio_p50_max",
+                  "raw_stash_p50_us", "raw_stash_ratio_p50")
 CPU_COLUMNS = ("backend", "driver", "layer", "rows", "cpu_per_read_us",
                "cpu_per_read_us_min", "cpu_per_read_us_max", "added_to",
                "added")
 STORM_COLUMNS = ("backend", "driver", "raw_driver", "layout", "reads_per_s",
                  "raw_reads_per_s", "ratio_reads_per_s",
                  "ratio_reads_per_s_min", "ratio_reads_per_s_max",
-                 "cpu_per_read_us",
-                 "raw_cpu_per_read_us", "connections", "raw_connections")
+                 "cpu_per_read_us", "raw_cpu_per_read_us",
+                 "core_ratio_reads_per_s", "core_cpu_per_read_us",
+                 "connections", "raw_connections")
 WRITE_COLUMNS = ("backend", "driver", "round_trips", "raw_round_trips")
 
 
@@ -232,7 +238,8 @@ def text(records, notes, seconds):
     for operation, title, columns in (
             ("read", "read on Nova's engine (p50 us; share: % of "
                      "InstanceMetadata)", READ_COLUMNS),
-            ("create", "Nova's create with its stash (raw: without)",
+            ("create", "Nova's create with its stash (raw: without; "
+                       "raw_stash: with the raw driver's stash instead)",
              CREATE_COLUMNS),
             ("read_cpu", "client CPU per read by layer (us)", CPU_COLUMNS),
             ("write", "lone write, requests counted by the server",

@@ -192,23 +192,48 @@ DRIVERS = {driver.name: driver for driver in (
 
 
 class Statements:
-    """The repository's SQL on one backend, in one driver's placeholders."""
+    """The repository's SQL on one backend, in one driver's placeholders;
+    its tables in schema (None: unqualified)."""
 
-    def __init__(self, arrays, placeholder):
+    def __init__(self, arrays, placeholder, schema=None):
         # As the repository does on PostgreSQL: role names come back in an
         # array, a bulk read matches one array parameter, and a new stash
         # is one statement in autocommit.
         self.arrays = arrays
+
+        def sql(text):
+            if schema is not None:
+                for table in ("role_stashes", "role_stash_roles"):
+                    text = text.replace(f" {table} ", f" {schema}.{table} ")
+            return text.replace("?", placeholder)
+
         read_sql = READ_SQL_ROLE_ARRAY if arrays else READ_SQL
-        self.read = read_sql.format(match="= ?").replace("?", placeholder)
-        self.bulk_read = read_sql.format(
+        self.read = sql(read_sql.format(match="= ?"))
+        self.bulk_read = sql(read_sql.format(
             match="= ANY(?)" if arrays
-            else "IN (" + ", ".join("?" * BULK) + ")").replace(
-                "?", placeholder)
-        self.insert_stash = (INSERT_STASHES_SQL + "(?, ?, ?, ?, 0) "
-                             "RETURNING id").replace("?", placeholder)
-        self.insert_roles = (INSERT_ROLES_SQL + ", ".join(
-            ["(?, ?, ?)"] * len(ROLES))).replace("?", placeholder)
+            else "IN (" + ", ".join("?" * BULK) + ")"))
+        self.insert_stash = sql(INSERT_STASHES_SQL + "(?, ?, ?, ?, 0) "
+                                "RETURNING id")
+        self.insert_roles = sql(INSERT_ROLES_SQL + ", ".join(
+            ["(?, ?, ?)"] * len(ROLES)))
+        self.write_one_statement = sql(WRITE_SQL_ONE_STATEMENT)
+
+    def write(self, connection, instance_uuid):
+        """Stash ROLES for instance_uuid on a DB-API connection, in its
+        transaction: on PostgreSQL in one statement, else two."""
+        cursor = connection.cursor()
+        if self.arrays:
+            cursor.execute(self.write_one_statement, (
+                instance_uuid, "project-w", "user-w", timestamp(),
+                list(ROLES)))
+            cursor.fetchone()
+            return
+        cursor.execute(self.insert_stash,
+                       (instance_uuid, "project-w", "user-w", timestamp()))
+        (stash_id,) = cursor.fetchone()
+        cursor.execute(self.insert_roles, [
+            value for position, name in enumerate(ROLES)
+            for value in (stash_id, position, name)])
 
     def roles_by_uuid(self, rows):
         """Return {instance UUID: role names} of read rows."""
@@ -265,17 +290,7 @@ class RawClient:
         """Insert a stash with its roles in one committed transaction (on
         PostgreSQL one statement, in autocommit)."""
         if self.statements.arrays:
-            cursor = self.reader.cursor()
-            cursor.execute(WRITE_SQL_ONE_STATEMENT, (
-                instance_uuid, "project-w", "user-w", timestamp(),
-                list(ROLES)))
-            cursor.fetchone()
+            self.statements.write(self.reader, instance_uuid)
             return
-        cursor = self.writer.cursor()
-        cursor.execute(self.statements.insert_stash,
-                       (instance_uuid, "project-w", "user-w", timestamp()))
-        (stash_id,) = cursor.fetchone()
-        cursor.execute(self.statements.insert_roles, [
-            value for position, name in enumerate(ROLES)
-            for value in (stash_id, position, name)])
+        self.statements.write(self.writer, instance_uuid)
         self.writer.commit()

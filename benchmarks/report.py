@@ -15,7 +15,7 @@ TIMING_COLUMNS = ("backend", "driver", "raw_driver", "operation", "rows",
 STORM_COLUMNS = ("backend", "driver", "raw_driver", "layout",
                  "reads_per_s", "raw_reads_per_s", "ratio_reads_per_s",
                  "p50_us", "p99_us", "raw_p50_us", "raw_p99_us", "ratio_p99",
-                 "connections", "raw_connections")
+                 "core_ratio_reads_per_s", "connections", "raw_connections")
 READ_COST_COLUMNS = ("backend", "driver", "layer", "instructions_per_read",
                      "added")
 # Left-aligned: the names; right-aligned: the figures.
@@ -133,11 +133,15 @@ def write_results(path, records, *, command, seconds, load_start, servers):
 
 def _style(label, drivers):
     """Return the matplotlib style of a side: one colour per driver, solid
-    for the repository, dashed or hatched for the raw driver."""
+    for the repository, dashed or hatched for the raw driver, dotted for
+    SQLAlchemy Core."""
     side, driver = label.split(" ", 1)
     colour = f"C{drivers.index(driver) % 10}"
     if side == "repository":
         return {"color": colour}
+    if side == "core":
+        return {"color": colour, "linestyle": ":", "hatch": "..",
+                "edgecolor": "black", "alpha": 0.6}
     return {"color": colour, "linestyle": "--", "hatch": "//",
             "edgecolor": "black"}
 
@@ -185,6 +189,8 @@ def _storm_bars(axes, records, backend, drivers):
             record["layout"]] = record["reads_per_s"]
         throughput.setdefault(f"raw {record['raw_driver']}", {})[
             record["layout"]] = record["raw_reads_per_s"]
+        throughput.setdefault(f"core {record['driver']}", {})[
+            record["layout"]] = record["core_reads_per_s"]
     width = 0.8 / len(throughput)
     for number, (label, by_layout) in enumerate(sorted(throughput.items())):
         positions = [i + (number - (len(throughput) - 1) / 2) * width
@@ -192,7 +198,8 @@ def _storm_bars(axes, records, backend, drivers):
         style = _style(label, drivers)
         axes.bar(positions, [by_layout[layout] for layout in layouts], width,
                  label=label, color=style["color"],
-                 hatch=style.get("hatch"), edgecolor=style.get("edgecolor"))
+                 hatch=style.get("hatch"), edgecolor=style.get("edgecolor"),
+                 alpha=style.get("alpha"))
     axes.set_xticks(range(len(layouts)), [f"{layout}\n(workers x threads)"
                                           for layout in layouts])
     axes.set_ylabel("reads per second")

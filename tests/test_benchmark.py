@@ -29,7 +29,10 @@ STORM_KEYS = TIMING_KEYS - {"operation", "rows"} | {
     "operation", "rows", "layout", "workers", "threads", "seconds",
     "reads_per_s", "raw_reads_per_s", "ratio_reads_per_s", "connections",
     "raw_connections", "engine", "cpu_per_read_us", "raw_cpu_per_read_us",
-    "rounds", "ratio_reads_per_s_min", "ratio_reads_per_s_max"}
+    "rounds", "ratio_reads_per_s_min", "ratio_reads_per_s_max",
+    "core_reads_per_s", "core_ratio_reads_per_s",
+    "core_ratio_reads_per_s_min", "core_ratio_reads_per_s_max",
+    "core_cpu_per_read_us"}
 ROWS = 10_000
 
 
@@ -255,8 +258,14 @@ def test_nova_engine_short_form_measures_every_side(database_url, tmp_path):
     creates = by_operation["create"]
     assert {record["driver"] for record in creates} == drivers
     for record in creates:
+        # Beside the stash, the floor: the raw driver writing a stash's
+        # rows on Nova's connection, in Nova's transaction.
         assert all(_positive(record[key]) for key in (
-            "p50_us", "raw_p50_us", "ratio_p50")), record
+            "p50_us", "raw_p50_us", "ratio_p50", "raw_stash_p50_us",
+            "raw_stash_ratio_p50")), record
+        assert (record["raw_stash_ratio_p50_min"]
+                <= record["raw_stash_ratio_p50"]
+                <= record["raw_stash_ratio_p50_max"]), record
     cpu = by_operation["read_cpu"]
     assert sorted((record["driver"], record["layer"]) for record in cpu) == (
         sorted((driver, layer) for driver in drivers
@@ -278,9 +287,15 @@ def test_nova_engine_short_form_measures_every_side(database_url, tmp_path):
         (layout, ours, theirs) for layout in ("1x1", "2x2")
         for ours in drivers for theirs in drivers}
     for record in storms:
+        assert record.keys() == STORM_KEYS, record
+        # Beside the repository, its floor: Core on a held Connection.
         assert all(_positive(record[key]) for key in (
             "reads_per_s", "raw_reads_per_s", "cpu_per_read_us",
-            "raw_cpu_per_read_us")), record
+            "raw_cpu_per_read_us", "core_reads_per_s",
+            "core_cpu_per_read_us")), record
+        assert (record["core_ratio_reads_per_s_min"]
+                <= record["core_ratio_reads_per_s"]
+                <= record["core_ratio_reads_per_s_max"]), record
         # The short form cuts each side's storm in two rounds, but the
         # lone worker's.
         assert record["rounds"] == (1 if record["layout"] == "1x1" else 2)

@@ -1,9 +1,15 @@
 """Boot storm: the read from N worker processes x T threads at once, each raw
-driver and the repository on it in turn, with the connections each side held
-as the server counts them."""
+driver, SQLAlchemy Core and the repository on it in turn, with the
+connections each side held as the server counts them.
+
+Core (the repository's SELECT on a Connection each thread holds) is the
+floor of any read that runs on a SQLAlchemy Connection, as the repository's
+must: what the repository could reach with no code of its own.
+"""
 
 import array
 import dataclasses
+import functools
 import multiprocessing
 import random
 import statistics
@@ -16,7 +22,9 @@ from sqlalchemy.engine import make_url
 from benchmarks import database as databases
 from benchmarks import harness
 from benchmarks import raw
+from benchmarks.scenarios import read_cost
 from role_stash.db import api
+from role_stash.db import dialects
 
 DEFAULT_LAYOUTS = ((8, 4), (16, 1))
 # A lone single-threaded worker, run first: how many connections does a
@@ -28,7 +36,7 @@ UUIDS_PER_THREAD = 2000
 SAMPLE_INTERVAL = 0.1
 BASELINE_TRIES = 40
 BARRIER_TIMEOUT = 120
-SIDES = ("raw", "repository")
+SIDES = ("raw", "core", "repository")
 
 
 def parse_layouts(text):
@@ -51,7 +59,7 @@ def layout_name(layout):
 class Plan:
     """What each worker process of one storm does."""
 
-    side: str  # "repository" or "raw"
+    side: str  # "raw", "core" or "repository"
     driver: str
     url: str  # with its password: a worker opens its own connections
     arrays: bool
@@ -88,50 +96,79 @@ def _read_until(plan, read, rng, barrier):
         index += 1
 
 
-def _thread(plan, get_stash, rng, barrier, outcomes, index):
+def _thread(plan, open_read, rng, barrier, outcomes, index):
     try:
-        if get_stash is not None:
-            outcomes[index] = _read_until(plan, get_stash, rng, barrier)
-            return
-        # A raw driver connection is not thread-safe: each thread opens
-        # its own, as a raw-driver service would have to.
-        client = raw.RawClient(raw.DRIVERS[plan.driver], make_url(plan.url),
-                               plan.arrays, plan.application_name,
-                               writes=False)
+        read, close = open_read()
         try:
-            outcomes[index] = _read_until(plan, client.get_stash, rng,
-                                          barrier)
+            outcomes[index] = _read_until(plan, read, rng, barrier)
         finally:
-            client.close()
+            close()
     except BaseException as error:
         barrier.abort()
         outcomes[index] = error
 
 
-def _repository_read(plan):
-    """Return (get_stash, close) of a worker process: one repository per
-    process, shared by its threads, as an API worker process opens it; on
-    Nova's engine, the read a metadata API worker makes."""
+def _raw_read(plan):
+    """A thread's (read, close) on the raw driver: a raw driver connection
+    is not thread-safe, so each thread opens its own, as a raw-driver
+    service would have to."""
+    client = raw.RawClient(raw.DRIVERS[plan.driver], make_url(plan.url),
+                           plan.arrays, plan.application_name, writes=False)
+    return client.get_stash, client.close
+
+
+def _reads_of(plan):
+    """Return (open_read, close) of a worker process of the repository's
+    side or the core side: open_read() gives a thread its (read, close).
+
+    The repository: one per process, shared by its threads, as an API
+    worker process opens it; on Nova's engine, the read a metadata API
+    worker makes. Core: the repository's SELECT on a Connection of the
+    engine its lone reads use, each thread holding its own, so the floor
+    of a read that runs on a SQLAlchemy Connection.
+    """
     if plan.engine == "nova":
-        from benchmarks.scenarios import nova_calls
         from benchmarks.scenarios import nova_engine
+        from role_stash.nova import repositories
         context = nova_engine.nova_context(plan.url)
-        return (nova_calls.get_stash_of(context),
-                context.db_connection.dispose_pool)
-    repo = api.StashRepository.from_url(plan.url)
-    return repo.get_stash, repo.close
+        repository = repositories.repository_for(context)
+        close = context.db_connection.dispose_pool
+        if plan.side == "repository":
+            from benchmarks.scenarios import nova_calls
+            read = nova_calls.get_stash_of(context)
+            return (lambda: (read, _nothing)), close
+        engine = repository.lone_engines.reader()
+        statements = nova_engine.statements_of(engine)
+    else:
+        repository = api.StashRepository.from_url(plan.url)
+        close = repository.close
+        if plan.side == "repository":
+            return (lambda: (repository.get_stash, _nothing)), close
+        engine = repository.lone_engines.reader()
+        statements = dialects.for_dialect(engine.dialect.name)
+
+    def open_read():
+        held = engine.connect()
+        return read_cost.held_read(held, statements), held.close
+
+    return open_read, close
+
+
+def _nothing():
+    pass
 
 
 def worker(plan, seed, barrier, results):
     """Run one worker process of a storm: plan.threads reading threads;
     put ("times", bytes, CPU ns) or ("error", traceback) on results."""
     try:
-        get_stash = close = None
-        if plan.side == "repository":
-            get_stash, close = _repository_read(plan)
+        if plan.side == "raw":
+            open_read, close = functools.partial(_raw_read, plan), None
+        else:
+            open_read, close = _reads_of(plan)
         outcomes = [None] * plan.threads
         threads = [threading.Thread(
-            target=_thread, args=(plan, get_stash,
+            target=_thread, args=(plan, open_read,
                                   random.Random(seed * 1000 + i),
                                   barrier, outcomes, i))
             for i in range(plan.threads)]
@@ -259,39 +296,60 @@ def storm(database, driver, side, layout, seconds, engine="role_stash",
     return times, max(connections), sum(cpu for _, _, cpu in outcomes)
 
 
+def _throughputs(rounds, seconds):
+    round_seconds = seconds / len(rounds)
+    return [len(times) / round_seconds for times, _, _ in rounds]
+
+
+def _against(ours, theirs, seconds):
+    """Of two sides' rounds, each (times, connections, CPU ns): the median
+    of ours' reads/s, the median of the rounds' ratios to theirs, with the
+    ratios' range, and ours' CPU per read in us."""
+    throughputs = _throughputs(ours, seconds)
+    ratios = [mine / raw for mine, raw in zip(
+        throughputs, _throughputs(theirs, seconds), strict=True)]
+    reads = sum(len(times) for times, _, _ in ours)
+    cpu = sum(round_cpu for _, _, round_cpu in ours)
+    return (round(statistics.median(throughputs)),
+            round(statistics.median(ratios), 2), round(min(ratios), 2),
+            round(max(ratios), 2), round(cpu / reads / 1000, 1))
+
+
 def _record(backend, engine, rows, layout, seconds, driver, raw_driver, ours,
-            theirs):
-    """The storm record of one pair of drivers: ours and theirs, the
-    (times, connections, CPU ns) of each round of the repository's side
-    and the raw side's. reads_per_s and raw_reads_per_s are the medians of
-    the rounds', ratio_reads_per_s the median of the rounds' ratios, with
-    their range."""
-    round_seconds = seconds / len(ours)
-    throughputs = [len(times) / round_seconds for times, _, _ in ours]
-    raw_throughputs = [len(times) / round_seconds for times, _, _ in theirs]
-    ratios = [mine / raw for mine, raw in zip(throughputs, raw_throughputs,
-                                               strict=True)]
+            core, theirs):
+    """The storm record of one pair of drivers: ours, core and theirs, the
+    (times, connections, CPU ns) of each round of the repository's side,
+    the core side's and the raw side's. reads_per_s and raw_reads_per_s
+    are the medians of the rounds', ratio_reads_per_s the median of the
+    rounds' ratios, with their range; core_* the same of the core side."""
+    reads_per_s, ratio, low, high, cpu_per_read = _against(
+        ours, theirs, seconds)
+    raw_reads_per_s, _, _, _, raw_cpu_per_read = _against(
+        theirs, theirs, seconds)
+    (core_reads_per_s, core_ratio, core_low, core_high,
+     core_cpu_per_read) = _against(core, theirs, seconds)
     times, raw_times = array.array("q"), array.array("q")
     for (round_times, _, _), (raw_round_times, _, _) in zip(ours, theirs):
         times.extend(round_times)
         raw_times.extend(raw_round_times)
-    cpu = sum(round_cpu for _, _, round_cpu in ours)
-    raw_cpu = sum(round_cpu for _, _, round_cpu in theirs)
     return {"backend": backend, "engine": engine, "driver": driver,
             "raw_driver": raw_driver, "operation": "storm", "rows": rows,
             "layout": layout_name(layout), "workers": layout[0],
             "threads": layout[1], "seconds": seconds, "rounds": len(ours),
-            "reads_per_s": round(statistics.median(throughputs)),
-            "raw_reads_per_s": round(statistics.median(raw_throughputs)),
-            "ratio_reads_per_s": round(statistics.median(ratios), 2),
-            "ratio_reads_per_s_min": round(min(ratios), 2),
-            "ratio_reads_per_s_max": round(max(ratios), 2),
+            "reads_per_s": reads_per_s, "raw_reads_per_s": raw_reads_per_s,
+            "ratio_reads_per_s": ratio, "ratio_reads_per_s_min": low,
+            "ratio_reads_per_s_max": high,
             **harness.comparison(times, raw_times),
             "connections": max(connections for _, connections, _ in ours),
             "raw_connections": max(
                 connections for _, connections, _ in theirs),
-            "cpu_per_read_us": round(cpu / len(times) / 1000, 1),
-            "raw_cpu_per_read_us": round(raw_cpu / len(raw_times) / 1000, 1)}
+            "cpu_per_read_us": cpu_per_read,
+            "raw_cpu_per_read_us": raw_cpu_per_read,
+            "core_reads_per_s": core_reads_per_s,
+            "core_ratio_reads_per_s": core_ratio,
+            "core_ratio_reads_per_s_min": core_low,
+            "core_ratio_reads_per_s_max": core_high,
+            "core_cpu_per_read_us": core_cpu_per_read}
 
 
 def run(database, layouts, seconds, engine="role_stash", preload=(),
@@ -326,6 +384,7 @@ def run(database, layouts, seconds, engine="role_stash", preload=(),
         records += [_record(name, engine, database.populated, layout,
                             duration, ours.name, theirs.name,
                             results["repository", ours.name],
+                            results["core", ours.name],
                             results["raw", theirs.name])
                     for ours in database.drivers
                     for theirs in database.drivers]
@@ -335,8 +394,10 @@ def run(database, layouts, seconds, engine="role_stash", preload=(),
     notes.append(f"{name}: storm: each raw thread opens its own connection "
                  "(a raw driver connection is not thread-safe); each "
                  f"repository worker process opens {shared}, shared by its "
-                 "threads; connections are counted by the server while the "
-                 "storm runs (the most seen at once)")
+                 "threads; each core thread holds a Connection of the "
+                 "engine the repository's lone reads use; connections are "
+                 "counted by the server while the storm runs (the most seen "
+                 "at once)")
     for record in records:
         if record["layout"] == layout_name(LONE_WORKER) and (
                 record["driver"] == record["raw_driver"]):

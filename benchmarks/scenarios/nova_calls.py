@@ -9,13 +9,13 @@ figure is the median of the blocks' medians, with the blocks' [min-max].
 
 import contextlib
 import dataclasses
+import functools
 import time
 
 from benchmarks import harness
 from benchmarks import raw
 from benchmarks.scenarios import nova_engine
 from benchmarks.scenarios import read_cost
-from role_stash.db import dialects
 from role_stash.nova import repositories
 
 # Nova's own paths are 10 to 50 times slower than the read: they run every
@@ -195,39 +195,57 @@ def time_reads(clients, rows, settings):
 def time_creates(clients, settings):
     """Return per driver the create record: Nova's instance.create() in
     its writer transaction with the stash (stash_from_context) against
-    the same without."""
+    the same without; and beside them, as the floor of any stash written
+    in Nova's transaction, the same create with the raw driver writing a
+    stash's rows on Nova's connection (raw_stash_*)."""
     backend = clients.database.backend.name
     records = []
     calls = settings.warmup + settings.create_rounds * settings.blocks
     for driver in clients.database.drivers:
         name = driver.name
-        creator = nova_engine.user_context(clients.database.url_for(
-            driver).render_as_string(hide_password=False), 0)
+        url = clients.database.url_for(driver).render_as_string(
+            hide_password=False)
+        creator = nova_engine.user_context(url, 0)
+        statements = raw.Statements(
+            clients.database.backend.arrays, driver.placeholder,
+            nova_engine.role_stash_schema(url))
 
-        def create(instance_uuid, stash, creator=creator):
-            with creator.db_connection.writer.using(creator):
+        def create(instance_uuid, stash, creator=creator,
+                   statements=statements):
+            with creator.db_connection.writer.using(creator) as session:
                 nova_engine.new_instance(creator, instance_uuid).create()
-                if stash:
+                if stash == "repository":
                     repositories.repository_for(creator).stash_from_context(
                         creator, instance_uuid)
+                elif stash == "raw":
+                    statements.write(
+                        session.connection().connection.dbapi_connection,
+                        instance_uuid)
 
-        with_stash = Side("create with stash",
-                          lambda u, create=create: create(u, True),
-                          nova_engine.new_uuids(calls))
-        alone = Side("create", lambda u, create=create: create(u, False),
-                     nova_engine.new_uuids(calls))
+        with_stash, alone, with_raw_stash = (
+            Side(title, functools.partial(create, stash=stash),
+                 nova_engine.new_uuids(calls))
+            for title, stash in (("create with stash", "repository"),
+                                 ("create", None),
+                                 ("create with a raw stash", "raw")))
         nova_engine.progress(backend, f"creates on {name}: {calls} each")
         try:
-            interleave_in_blocks([with_stash, alone], settings.create_rounds,
-                                 settings.blocks, settings.warmup)
+            interleave_in_blocks([with_stash, alone, with_raw_stash],
+                                 settings.create_rounds, settings.blocks,
+                                 settings.warmup)
         finally:
             creator.db_connection.dispose_pool()
+        floor = _compared(with_raw_stash, alone)
         records.append({
             "backend": backend, "engine": "nova", "driver": name,
             "raw_driver": name, "operation": "create",
             "rows": clients.database.populated,
             "baseline": "Nova's create without a stash",
-            **_compared(with_stash, alone)})
+            **_compared(with_stash, alone),
+            "raw_stash_p50_us": floor["p50_us"],
+            "raw_stash_ratio_p50": floor["ratio_p50"],
+            "raw_stash_ratio_p50_min": floor["ratio_p50_min"],
+            "raw_stash_ratio_p50_max": floor["ratio_p50_max"]})
     return records
 
 
@@ -300,16 +318,12 @@ def _layer_reads(clients, name, stack):
     context = clients.contexts[name]
     repository = repositories.repository_for(context)
     engine = repository.lone_engines.reader()
-    sql = clients.raws[name].statements.read
+    statements = nova_engine.statements_of(engine)
     # role_stash's tables beside Nova's are in a schema of their own: the
-    # layers below the repository name it as the repository's reads do.
-    schema = nova_engine.role_stash_schema(
-        engine.url.render_as_string(hide_password=False))
-    statements = dialects.for_dialect(engine.dialect.name, schema)
-    if schema is not None:
-        for table in ("role_stashes", "role_stash_roles"):
-            sql = sql.replace(f" {table} ", f" {schema}.{table} ")
-    held = stack.enter_context(engine.connect())
+    # pool layer's SQL names it as the repository's reads do.
+    sql = raw.Statements(clients.database.backend.arrays,
+                         clients.raws[name].driver.placeholder,
+                         statements.schema).read
 
     def core(instance_uuid):
         with engine.connect() as connection:
@@ -318,8 +332,8 @@ def _layer_reads(clients, name, stack):
 
     return {"raw": clients.raws[name].get_stash,
             "pool": read_cost.pooled_read(engine, sql),
-            "core_held": lambda instance_uuid: held.execute(
-                statements.read_one, {"instance_uuid": instance_uuid}).all(),
+            "core_held": read_cost.held_read(
+                stack.enter_context(engine.connect()), statements),
             "core": core, "repository": get_stash_of(context),
             "sleep0": lambda instance_uuid: time.sleep(0)}
 

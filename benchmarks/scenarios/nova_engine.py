@@ -130,6 +130,14 @@ def role_stash_schema(url):
         engine.dispose()
 
 
+def statements_of(engine):
+    """role_stash's statements for engine, naming the schema its tables
+    are in beside Nova's, as the repository's metadata reads name it."""
+    from role_stash.db import dialects
+    return dialects.for_dialect(engine.dialect.name, role_stash_schema(
+        engine.url.render_as_string(hide_password=False)))
+
+
 def raw_url(url):
     """url, for a raw client whose SQL names role_stash's tables
     unqualified: on PostgreSQL with role_stash's schema first on its

@@ -61,6 +61,13 @@ def pooled_read(engine, sql):
     return read
 
 
+def held_read(connection, statements):
+    """Return read(instance_uuid): the repository's SELECT of one stash,
+    statements.read_one, on a held SQLAlchemy Connection."""
+    return lambda instance_uuid: connection.execute(
+        statements.read_one, {"instance_uuid": instance_uuid}).all()
+
+
 def _read_of(layer, url, arrays, stack):
     """Return read(instance_uuid) of a layer, its connections opened and
     their closing left to stack (a contextlib.ExitStack)."""
@@ -87,9 +94,7 @@ def _read_of(layer, url, arrays, stack):
     if layer == "pool":
         return pooled_read(engine, sql)
     if layer == "core_held":
-        held = stack.enter_context(engine.connect())
-        return lambda instance_uuid: held.execute(
-            statements.read_one, {"instance_uuid": instance_uuid}).all()
+        return held_read(stack.enter_context(engine.connect()), statements)
     if layer == "plain_core":
         engine = sa.create_engine(
             url, **{key: value for key, value
