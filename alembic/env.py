@@ -28,6 +28,7 @@ from role_stash.db import engines
 from role_stash.db import migration
 from role_stash.db import models
 from role_stash.db import schemas
+from role_stash.db import urls
 
 LOCK_TIMEOUT_VARIABLE = "ROLE_STASH_MIGRATION_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = "5s"
@@ -40,9 +41,9 @@ if config.config_file_name is not None:
 
 def database_url():
     return (context.get_x_argument(as_dictionary=True).get("url")
-            or os.environ.get(engines.URL_ENVIRONMENT_VARIABLE)
+            or os.environ.get(urls.URL_ENVIRONMENT_VARIABLE)
             or config.get_main_option("sqlalchemy.url")
-            or engines.DEFAULT_URL)
+            or urls.DEFAULT_URL)
 
 
 def schema_argument():

@@ -23,6 +23,7 @@ from role_stash.db import api
 from role_stash.db import engines
 from role_stash.db import migration
 from role_stash.db import oslo_internals
+from role_stash.db import urls
 from tests.helpers import INSTANCE
 
 ROLES = ["member", "secret-project-role"]
@@ -369,14 +370,14 @@ def test_a_replica_that_cannot_be_reached_leaves_the_reads_to_the_primary(
 
 def test_a_url_comes_from_the_caller_else_the_environment_else_sqlite(
         monkeypatch):
-    monkeypatch.delenv(engines.URL_ENVIRONMENT_VARIABLE, raising=False)
-    assert engines.resolve_url() == engines.DEFAULT_URL == (
+    monkeypatch.delenv(urls.URL_ENVIRONMENT_VARIABLE, raising=False)
+    assert urls.resolve_url() == urls.DEFAULT_URL == (
         "sqlite:///role_stash.sqlite")
-    monkeypatch.setenv(engines.URL_ENVIRONMENT_VARIABLE,
+    monkeypatch.setenv(urls.URL_ENVIRONMENT_VARIABLE,
                        "postgresql+psycopg2://db/from_environment")
-    assert engines.resolve_url() == (
+    assert urls.resolve_url() == (
         "postgresql+psycopg2://db/from_environment")
-    assert engines.resolve_url("sqlite://") == "sqlite://"
+    assert urls.resolve_url("sqlite://") == "sqlite://"
 
 
 def test_every_engine_of_a_repository_refuses_a_role_of_no_stash(

@@ -18,6 +18,7 @@ from role_stash.db import engines
 from role_stash.db import nova_tables
 from role_stash.db import oslo_internals
 from role_stash.db import schemas
+from role_stash.db import urls
 
 OK = 0
 DATABASE_FAILURE = 1
@@ -110,7 +111,7 @@ def role_stash_database_named(conf):
     """Whether the command line or the environment names role_stash's
     database."""
     return bool(conf.database_url or conf.config_file or conf.config_dir
-                or os.environ.get(engines.URL_ENVIRONMENT_VARIABLE))
+                or os.environ.get(urls.URL_ENVIRONMENT_VARIABLE))
 
 
 def nova_settings(arguments):

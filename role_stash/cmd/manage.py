@@ -40,9 +40,9 @@ from role_stash.cmd.common import NOT_FOUND
 from role_stash.cmd.common import OK  # noqa: F401
 from role_stash.cmd.common import ROWS_LEFT  # noqa: F401
 from role_stash.conf import manage as conf_manage
-from role_stash.db import engines
 from role_stash.db import errors
 from role_stash.db import oslo_internals
+from role_stash.db import urls
 
 LOG = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ _CLI_OPTIONS = [
         help="role_stash's database URL, driver named "
              "(postgresql+psycopg2://..., mysql+pymysql://...); default: "
              "the --config-file's [database] connection, else "
-             f"${engines.URL_ENVIRONMENT_VARIABLE}, else Nova's database "
-             "when one is named, else " + engines.DEFAULT_URL),
+             f"${urls.URL_ENVIRONMENT_VARIABLE}, else Nova's database "
+             "when one is named, else " + urls.DEFAULT_URL),
 ]
 
 

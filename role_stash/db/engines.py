@@ -36,12 +36,9 @@ from role_stash.db import errors
 from role_stash.db import kept_connections
 from role_stash.db import oslo_internals
 from role_stash.db import retries
+from role_stash.db import urls
 
 LOG = logging.getLogger(__name__)
-
-# The embedded default: a SQLite file in the working directory.
-DEFAULT_URL = "sqlite:///role_stash.sqlite"
-URL_ENVIRONMENT_VARIABLE = "ROLE_STASH_DATABASE_URL"
 
 # [database] options handed from an oslo.config group to enginefacade.
 _CONFIG_OPTIONS = (
@@ -60,52 +57,6 @@ _OPERATOR_ONLY = retries.RETRY_OPTIONS + ("max_retries", "retry_interval")
 # replica that is down then costs a failed connect and a log line per
 # interval, not per metadata GET.
 REPLICA_RETRY_INTERVAL = datetime.timedelta(seconds=10)
-
-
-def resolve_url(url=None):
-    """Return url, else $ROLE_STASH_DATABASE_URL, else the SQLite default;
-    InvalidArgument if it is not a database URL."""
-    if url is None:
-        url = os.environ.get(URL_ENVIRONMENT_VARIABLE) or DEFAULT_URL
-    try:
-        if "\x00" in str(url):
-            raise ValueError("NUL")
-        make_url(url)
-    except (sa.exc.ArgumentError, ValueError, TypeError):
-        # Not repeated: the URL may hold a password.
-        raise exception.InvalidArgument(
-            "database connection", "not a database URL "
-            "(dialect+driver://user:password@host:port/database)") from None
-    return url
-
-
-def _names_no_charset(url, options):
-    """Whether a MySQL or MariaDB URL and its options leave the
-    connection's charset to the driver's caller (oslo.db then asks for
-    3-byte utf8 on a mysql:// URL; on a mariadb:// one the driver's
-    default holds)."""
-    parsed = make_url(url)
-    return (parsed.get_backend_name() in ("mysql", "mariadb")
-            and "charset" not in parsed.query
-            and "charset=" not in (options.get("connection_parameters") or ""))
-
-
-def _oslo_db_asks_for_utf8(url, options):
-    """Whether oslo.db connects through url and options in 3-byte utf8:
-    its MySQL connection arguments are for mysql:// URLs alone."""
-    return (make_url(url).get_backend_name() == "mysql"
-            and _names_no_charset(url, options))
-
-
-def _with_utf8mb4(url, options):
-    """Return options with MySQL's connection in 4-byte utf8mb4, unless the
-    URL or the options name a charset (oslo.db would ask for 3-byte utf8,
-    and role names may hold any unicode character)."""
-    if _names_no_charset(url, options):
-        parameters = options.get("connection_parameters") or ""
-        options = {**options, "connection_parameters": "&".join(
-            filter(None, (parameters, "charset=utf8mb4")))}
-    return options
 
 
 # The context managers made here for a mysql:// URL that named no
@@ -159,16 +110,16 @@ def context_manager_from_url(url=None, **options):
     after role_stash's own bounded retries, instead of blocking it while
     oslo.db retries the first connect.
     """
-    url = resolve_url(url)
+    url = urls.resolve_url(url)
     _create_private_sqlite_file(url)
     # thread_checkin's sleep(0) on every check-in is for eventlet; in a
     # threaded process it gives the CPU away on each call. slave_connection
     # is named even when None: enginefacade would take anything unnamed
     # from the global cfg.CONF's [database] section.
-    chosen = _oslo_db_asks_for_utf8(url, options)
+    chosen = urls.oslo_db_asks_for_utf8(url, options)
     options = {"sqlite_fk": True, "thread_checkin": False,
                "slave_connection": None, "max_retries": 0,
-               **_with_utf8mb4(url, options)}
+               **urls.with_utf8mb4(url, options)}
     context_manager = enginefacade.transaction_context()
     context_manager.configure(connection=url, **options)
     context_manager.append_on_engine_create(_set_up_engine)
@@ -250,7 +201,7 @@ class LoneEngines:
                 self._url = url
                 # Where the caller's URL names no charset: oslo.db would
                 # read 4-byte characters in 3-byte utf8, as "?".
-                self._engine_args = _with_utf8mb4(url, engine_args)
+                self._engine_args = urls.with_utf8mb4(url, engine_args)
                 self._read_options = read_engine_options(self.dialect_name)
                 self._write_options = write_engine_options(self.dialect_name)
                 self._hooks = oslo_internals.on_engine_create_hooks(

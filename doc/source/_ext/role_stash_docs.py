@@ -27,6 +27,7 @@ from role_stash.db import models
 from role_stash.db import nova_tables
 from role_stash.db import reply_cache
 from role_stash.db import retries as db_retries
+from role_stash.db import urls
 from role_stash.db import validation
 from role_stash.nova import vendordata
 
@@ -125,8 +126,8 @@ def values():
         "max_cached_body": _size(vendordata.MAX_CACHED_BODY),
         "revalidate_keep": _duration(reply_cache.REVALIDATE_KEEP),
         # Engines and retries.
-        "default_url": f"``{engines.DEFAULT_URL}``",
-        "url_variable": f"``{engines.URL_ENVIRONMENT_VARIABLE}``",
+        "default_url": f"``{urls.DEFAULT_URL}``",
+        "url_variable": f"``{urls.URL_ENVIRONMENT_VARIABLE}``",
         "retry_max_retries": str(retries["max_retries"]),
         "retry_interval": _seconds(retries["retry_interval"]),
         "retry_max_interval": _seconds(retries["max_retry_interval"]),
