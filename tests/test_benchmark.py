@@ -217,7 +217,8 @@ NOVA_READ_KEYS = TIMING_KEYS | {
     "engine", "ratio_p50_min", "ratio_p50_max", "blocks",
     "boot_roles_p50_us", "instance_metadata_p50_us", "boot_roles_ratio_p50",
     "share_of_metadata_pct", "share_of_metadata_pct_min",
-    "share_of_metadata_pct_max"}
+    "share_of_metadata_pct_max", "core_p50_us", "core_ratio_p50",
+    "core_ratio_p50_min", "core_ratio_p50_max"}
 NOVA_CPU_LAYERS = ("raw", "pool", "core_held", "core", "repository",
                    "sleep0")
 NOVA_ROWS = 120

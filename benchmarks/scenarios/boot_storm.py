@@ -8,6 +8,7 @@ must: what the repository could reach with no code of its own.
 """
 
 import array
+import contextlib
 import dataclasses
 import functools
 import multiprocessing
@@ -137,19 +138,20 @@ def _reads_of(plan):
             from benchmarks.scenarios import nova_calls
             read = nova_calls.get_stash_of(context)
             return (lambda: (read, _nothing)), close
-        engine = repository.lone_engines.reader()
-        statements = nova_engine.statements_of(engine)
+        statements = nova_engine.statements_of(
+            repository.lone_engines.reader())
     else:
         repository = api.StashRepository.from_url(plan.url)
         close = repository.close
         if plan.side == "repository":
             return (lambda: (repository.get_stash, _nothing)), close
-        engine = repository.lone_engines.reader()
-        statements = dialects.for_dialect(engine.dialect.name)
+        statements = dialects.for_dialect(
+            repository.lone_engines.reader().dialect.name)
 
     def open_read():
-        held = engine.connect()
-        return read_cost.held_read(held, statements), held.close
+        stack = contextlib.ExitStack()
+        return read_cost.floor_read(repository.lone_engines, statements,
+                                    stack), stack.close
 
     return open_read, close
 

@@ -151,19 +151,24 @@ def time_reads(clients, rows, settings):
     sides = {}
     for name, client in clients.raws.items():
         sides["raw", name] = Side(f"raw {name}", client.get_stash, uuids)
-    for name, context in clients.contexts.items():
-        sides["repository", name] = Side(f"repository {name}",
-                                         get_stash_of(context), uuids)
-        sides["boot_roles", name] = Side(f"boot_roles {name}",
-                                         boot_roles_of(context), uuids,
-                                         every=NOVA_EVERY)
-        sides["metadata", name] = Side(f"metadata {name}",
-                                       instance_metadata_of(context), uuids,
-                                       every=NOVA_EVERY)
-    nova_engine.progress(backend, f"reads at {rows}: {settings.blocks} "
-                         f"blocks of {settings.rounds} rounds")
-    interleave_in_blocks(list(sides.values()), settings.rounds,
-                         settings.blocks, settings.warmup)
+    with contextlib.ExitStack() as stack:
+        for name, context in clients.contexts.items():
+            sides["repository", name] = Side(f"repository {name}",
+                                             get_stash_of(context), uuids)
+            lone = repositories.repository_for(context).lone_engines
+            sides["core", name] = Side(f"core {name}", read_cost.floor_read(
+                lone, nova_engine.statements_of(lone.reader()), stack),
+                uuids)
+            sides["boot_roles", name] = Side(f"boot_roles {name}",
+                                             boot_roles_of(context), uuids,
+                                             every=NOVA_EVERY)
+            sides["metadata", name] = Side(
+                f"metadata {name}", instance_metadata_of(context), uuids,
+                every=NOVA_EVERY)
+        nova_engine.progress(backend, f"reads at {rows}: {settings.blocks} "
+                             f"blocks of {settings.rounds} rounds")
+        interleave_in_blocks(list(sides.values()), settings.rounds,
+                             settings.blocks, settings.warmup)
     records = []
     for name in clients.contexts:
         ours = sides["repository", name]
@@ -172,10 +177,15 @@ def time_reads(clients, rows, settings):
         boot_roles = sides["boot_roles", name]
         metadata = sides["metadata", name]
         for raw_name in clients.raws:
+            floor = _compared(sides["core", name], sides["raw", raw_name])
             records.append({
                 "backend": backend, "engine": "nova", "driver": name,
                 "raw_driver": raw_name, "operation": "read", "rows": rows,
                 **_compared(ours, sides["raw", raw_name]),
+                "core_p50_us": floor["p50_us"],
+                "core_ratio_p50": floor["ratio_p50"],
+                "core_ratio_p50_min": floor["ratio_p50_min"],
+                "core_ratio_p50_max": floor["ratio_p50_max"],
                 "boot_roles_p50_us": round(nova_engine.spread(
                     _p50s_us(boot_roles))[0], 1),
                 "instance_metadata_p50_us": round(nova_engine.spread(
@@ -325,16 +335,12 @@ def _layer_reads(clients, name, stack):
                          clients.raws[name].driver.placeholder,
                          statements.schema).read
 
-    def core(instance_uuid):
-        with engine.connect() as connection:
-            return connection.execute(statements.read_one, {
-                "instance_uuid": instance_uuid}).all()
-
     return {"raw": clients.raws[name].get_stash,
             "pool": read_cost.pooled_read(engine, sql),
             "core_held": read_cost.held_read(
                 stack.enter_context(engine.connect()), statements),
-            "core": core, "repository": get_stash_of(context),
+            "core": read_cost.per_connection_read(engine, statements),
+            "repository": get_stash_of(context),
             "sleep0": lambda instance_uuid: time.sleep(0)}
 
 

@@ -68,6 +68,29 @@ def held_read(connection, statements):
         statements.read_one, {"instance_uuid": instance_uuid}).all()
 
 
+def per_connection_read(engine, statements):
+    """Return read(instance_uuid): the same on a Connection of engine's
+    per read."""
+    def read(instance_uuid):
+        with engine.connect() as connection:
+            return connection.execute(
+                statements.read_one, {"instance_uuid": instance_uuid}).all()
+    return read
+
+
+def floor_read(lone_engines, statements, stack):
+    """Return read(instance_uuid): SQLAlchemy Core alone as a repository of
+    lone_engines runs its lone reads, the floor of its read. Where they
+    are in autocommit the repository keeps a Connection, and this holds
+    one (its closing left to stack, a contextlib.ExitStack); elsewhere a
+    held Connection would hold its transaction open, and SQLite's lock
+    with it, so this takes one per read, as the repository does."""
+    engine = lone_engines.reader()
+    if lone_engines.autocommit() is None:
+        return per_connection_read(engine, statements)
+    return held_read(stack.enter_context(engine.connect()), statements)
+
+
 def _read_of(layer, url, arrays, stack):
     """Return read(instance_uuid) of a layer, its connections opened and
     their closing left to stack (a contextlib.ExitStack)."""
@@ -102,12 +125,7 @@ def _read_of(layer, url, arrays, stack):
                     if key != "pool_pre_ping"})
         stack.callback(engine.dispose)
     if layer in ("core", "plain_core"):
-        def read(instance_uuid):
-            with engine.connect() as connection:
-                return connection.execute(
-                    statements.read_one,
-                    {"instance_uuid": instance_uuid}).all()
-        return read
+        return per_connection_read(engine, statements)
     raise ValueError(f"unknown layer {layer!r}")
 
 
