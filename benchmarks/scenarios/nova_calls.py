@@ -82,6 +82,14 @@ def _compared(ours, theirs):
     return fields
 
 
+def _floor_fields(prefix, floor, theirs):
+    """The fields of a floor side against theirs, named prefix_*: its p50
+    and the median of the blocks' ratios, with their range."""
+    fields = _compared(floor, theirs)
+    return {f"{prefix}_{key}": fields[key] for key in (
+        "p50_us", "ratio_p50", "ratio_p50_min", "ratio_p50_max")}
+
+
 def get_stash_of(context):
     """The metadata GET's read as Nova's process makes it."""
     return lambda instance_uuid: repositories.repository_for(
@@ -177,15 +185,12 @@ def time_reads(clients, rows, settings):
         boot_roles = sides["boot_roles", name]
         metadata = sides["metadata", name]
         for raw_name in clients.raws:
-            floor = _compared(sides["core", name], sides["raw", raw_name])
             records.append({
                 "backend": backend, "engine": "nova", "driver": name,
                 "raw_driver": raw_name, "operation": "read", "rows": rows,
                 **_compared(ours, sides["raw", raw_name]),
-                "core_p50_us": floor["p50_us"],
-                "core_ratio_p50": floor["ratio_p50"],
-                "core_ratio_p50_min": floor["ratio_p50_min"],
-                "core_ratio_p50_max": floor["ratio_p50_max"],
+                **_floor_fields("core", sides["core", name],
+                                sides["raw", raw_name]),
                 "boot_roles_p50_us": round(nova_engine.spread(
                     _p50s_us(boot_roles))[0], 1),
                 "instance_metadata_p50_us": round(nova_engine.spread(
@@ -245,17 +250,13 @@ def time_creates(clients, settings):
                                  settings.warmup)
         finally:
             creator.db_connection.dispose_pool()
-        floor = _compared(with_raw_stash, alone)
         records.append({
             "backend": backend, "engine": "nova", "driver": name,
             "raw_driver": name, "operation": "create",
             "rows": clients.database.populated,
             "baseline": "Nova's create without a stash",
             **_compared(with_stash, alone),
-            "raw_stash_p50_us": floor["p50_us"],
-            "raw_stash_ratio_p50": floor["ratio_p50"],
-            "raw_stash_ratio_p50_min": floor["ratio_p50_min"],
-            "raw_stash_ratio_p50_max": floor["ratio_p50_max"]})
+            **_floor_fields("raw_stash", with_raw_stash, alone)})
     return records
 
 
