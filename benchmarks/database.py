@@ -1,11 +1,13 @@
 """The benchmark's database per backend: made, migrated, populated with
-stashes, emptied and dropped; and which drivers reach it."""
+stashes, emptied and dropped; which drivers reach it; and the sessions the
+server counts on it."""
 
 import contextlib
 import dataclasses
 import hashlib
 import os
 import random
+import time
 import uuid
 
 import sqlalchemy as sa
@@ -23,6 +25,10 @@ DEFAULT_URLS = {
         "mysql+pymysql://root@127.0.0.1:3306/role_stash_bench?charset=utf8mb4",
 }
 POPULATE_BATCH = 5000
+# A session counter's baseline: taken once the count holds still, tried
+# this often, this far apart.
+BASELINE_TRIES = 40
+BASELINE_INTERVAL = 0.05
 # Gives every stash above an id its 3 roles, server side.
 POPULATE_ROLES_SQL = (
     "INSERT INTO role_stash_roles (stash_id, position, name) "
@@ -229,3 +235,41 @@ class Database:
         """Return count UUIDs of populated stashes, at random."""
         return [uuid_for(self.rng.randrange(self.populated))
                 for _ in range(count)]
+
+
+class ConnectionCounter:
+    """Counts, on the server, the sessions storm workers hold."""
+
+    def __init__(self, database, application_name, database_name):
+        """database_name: the database the workers' sessions are in (on
+        MariaDB, beside Nova's, the raw side's is role_stash's own)."""
+        self.database = database
+        self.application_name = application_name
+        self.database_name = database_name
+        self.connection = database.connect(
+            database.drivers[0], autocommit=True,
+            database=database.backend.admin_database)
+        self.baseline = 0
+        # Sessions of a storm just ended may linger a moment on the server
+        # (MariaDB counts them by database alone): wait until the count
+        # holds still before taking it as the baseline.
+        counts = [self.count()]
+        for _ in range(BASELINE_TRIES):
+            time.sleep(BASELINE_INTERVAL)
+            counts.append(self.count())
+            if counts[-1] == counts[-2]:
+                break
+        self.baseline = counts[-1]
+
+    def count(self):
+        """Return the sessions on the database now, beyond the baseline."""
+        cursor = self.connection.cursor()
+        cursor.execute(self.database.backend.connections_sql, {
+            "database": self.database_name,
+            "application": self.application_name})
+        (count,) = cursor.fetchone()
+        return count - self.baseline
+
+    def close(self):
+        """Close the counting session."""
+        self.connection.close()

@@ -35,7 +35,6 @@ LONE_WORKER_SECONDS = 1.0
 WARMUP_READS = 20
 UUIDS_PER_THREAD = 2000
 SAMPLE_INTERVAL = 0.1
-BASELINE_TRIES = 40
 BARRIER_TIMEOUT = 120
 SIDES = ("raw", "core", "repository")
 
@@ -209,44 +208,6 @@ def _multiprocessing_context(drivers, preload=()):
     return _context
 
 
-class ConnectionCounter:
-    """Counts, on the server, the sessions storm workers hold."""
-
-    def __init__(self, database, application_name, database_name):
-        """database_name: the database the workers' sessions are in (on
-        MariaDB, beside Nova's, the raw side's is role_stash's own)."""
-        self.database = database
-        self.application_name = application_name
-        self.database_name = database_name
-        self.connection = database.connect(
-            database.drivers[0], autocommit=True,
-            database=database.backend.admin_database)
-        self.baseline = 0
-        # Sessions of a storm just ended may linger a moment on the server
-        # (MariaDB counts them by database alone): wait until the count
-        # holds still before taking it as the baseline.
-        counts = [self.count()]
-        for _ in range(BASELINE_TRIES):
-            time.sleep(SAMPLE_INTERVAL / 2)
-            counts.append(self.count())
-            if counts[-1] == counts[-2]:
-                break
-        self.baseline = counts[-1]
-
-    def count(self):
-        """Return the sessions on the database now, beyond the baseline."""
-        cursor = self.connection.cursor()
-        cursor.execute(self.database.backend.connections_sql, {
-            "database": self.database_name,
-            "application": self.application_name})
-        (count,) = cursor.fetchone()
-        return count - self.baseline
-
-    def close(self):
-        """Close the counting session."""
-        self.connection.close()
-
-
 def storm(database, driver, side, layout, seconds, engine="role_stash",
           preload=()):
     """Run one storm; return (read times in ns, the most connections the
@@ -266,7 +227,8 @@ def storm(database, driver, side, layout, seconds, engine="role_stash",
     context = _multiprocessing_context(database.drivers, preload)
     barrier = context.Barrier(workers * threads + 1)
     results = context.Queue()
-    counter = ConnectionCounter(database, application_name, url.database)
+    counter = databases.ConnectionCounter(database, application_name,
+                                         url.database)
     processes = [context.Process(target=worker,
                                  args=(plan, seed, barrier, results))
                  for seed in range(workers)]
