@@ -131,12 +131,12 @@ def _reads_of(plan):
         from benchmarks.scenarios import nova_engine
         from role_stash.nova import repositories
         context = nova_engine.nova_context(plan.url)
-        repository = repositories.repository_for(context)
         close = context.db_connection.dispose_pool
         if plan.side == "repository":
             from benchmarks.scenarios import nova_calls
             read = nova_calls.get_stash_of(context)
             return (lambda: (read, _nothing)), close
+        repository = repositories.repository_for(context)
         statements = nova_engine.statements_of(
             repository.lone_engines.reader())
     else:
@@ -261,22 +261,28 @@ def storm(database, driver, side, layout, seconds, engine="role_stash",
 
 
 def _throughputs(rounds, seconds):
+    """Each round's reads/s, of a side's rounds over seconds in all."""
     round_seconds = seconds / len(rounds)
     return [len(times) / round_seconds for times, _, _ in rounds]
 
 
-def _against(ours, theirs, seconds):
-    """Of two sides' rounds, each (times, connections, CPU ns): the median
-    of ours' reads/s, the median of the rounds' ratios to theirs, with the
-    ratios' range, and ours' CPU per read in us."""
-    throughputs = _throughputs(ours, seconds)
+def _side(rounds, seconds):
+    """Of a side's rounds, each (times, connections, CPU ns): the median
+    of the rounds' reads/s, and the CPU per read in us."""
+    reads = sum(len(times) for times, _, _ in rounds)
+    cpu = sum(round_cpu for _, _, round_cpu in rounds)
+    return (round(statistics.median(_throughputs(rounds, seconds))),
+            round(cpu / reads / 1000, 1))
+
+
+def _ratios(ours, theirs, seconds):
+    """The median of the rounds' reads/s ratios of ours to theirs, with
+    their range."""
     ratios = [mine / raw for mine, raw in zip(
-        throughputs, _throughputs(theirs, seconds), strict=True)]
-    reads = sum(len(times) for times, _, _ in ours)
-    cpu = sum(round_cpu for _, _, round_cpu in ours)
-    return (round(statistics.median(throughputs)),
-            round(statistics.median(ratios), 2), round(min(ratios), 2),
-            round(max(ratios), 2), round(cpu / reads / 1000, 1))
+        _throughputs(ours, seconds), _throughputs(theirs, seconds),
+        strict=True)]
+    return (round(statistics.median(ratios), 2), round(min(ratios), 2),
+            round(max(ratios), 2))
 
 
 def _record(backend, engine, rows, layout, seconds, driver, raw_driver, ours,
@@ -286,12 +292,11 @@ def _record(backend, engine, rows, layout, seconds, driver, raw_driver, ours,
     the core side's and the raw side's. reads_per_s and raw_reads_per_s
     are the medians of the rounds', ratio_reads_per_s the median of the
     rounds' ratios, with their range; core_* the same of the core side."""
-    reads_per_s, ratio, low, high, cpu_per_read = _against(
-        ours, theirs, seconds)
-    raw_reads_per_s, _, _, _, raw_cpu_per_read = _against(
-        theirs, theirs, seconds)
-    (core_reads_per_s, core_ratio, core_low, core_high,
-     core_cpu_per_read) = _against(core, theirs, seconds)
+    reads_per_s, cpu_per_read = _side(ours, seconds)
+    raw_reads_per_s, raw_cpu_per_read = _side(theirs, seconds)
+    core_reads_per_s, core_cpu_per_read = _side(core, seconds)
+    ratio, low, high = _ratios(ours, theirs, seconds)
+    core_ratio, core_low, core_high = _ratios(core, theirs, seconds)
     times, raw_times = array.array("q"), array.array("q")
     for (round_times, _, _), (raw_round_times, _, _) in zip(ours, theirs):
         times.extend(round_times)
