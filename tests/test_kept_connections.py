@@ -11,11 +11,15 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from role_stash import exception
 from role_stash.db import api
+from role_stash.db import calls
+from role_stash.db import dialects
 from role_stash.db import engines
 from tests import helpers
 
 INSTANCE = "3d7e1c2a-5b4f-4e6d-8a9b-0c1d2e3f4a5b"
+OTHER = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 ROLES = ["member", "reader"]
 TIMEOUT = 60
 SERVERS = ("postgresql", "postgresql-psycopg", "mariadb")
@@ -109,6 +113,79 @@ def test_a_connection_whose_work_raised_is_not_kept(stashed):
     assert failed.closed
     assert repository.lone_engines.run(
         False, lambda connection: connection is not failed)
+    assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
+
+
+@on_servers
+def test_a_warm_metadata_read_runs_bare_on_a_kept_connection(stashed,
+                                                             monkeypatch):
+    """Once the first lone read has found the route and the schema, the
+    metadata reads run bare on a kept Connection: no calls.Call is built,
+    no retry runs around them; each still answers in full."""
+    repository = stashed()
+    session = read_session(repository)
+    stash = repository.get_stash(INSTANCE)
+
+    def no_call(*args, **kwargs):
+        raise AssertionError("a warm metadata read built a Call")
+
+    monkeypatch.setattr(calls, "Call", no_call)
+    monkeypatch.setattr(repository.lone_engines, "run", no_call)
+    for _ in range(3):
+        assert repository.get_stash(INSTANCE) == stash
+        assert repository.get_stashes([INSTANCE, OTHER]) == {INSTANCE: stash}
+        assert repository.get_stash_and_replies(INSTANCE) == (stash, {})
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash(OTHER)
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash(INSTANCE, expected_project_id="another")
+    monkeypatch.undo()
+    assert read_session(repository) == session
+    # With no Connection kept (another thread's read holds it), the read
+    # is made in full: a bare try never connects, outside the retries.
+    kept = repository.lone_engines.kept_reader()
+    held = kept.take_kept()
+    full, call = [], calls.Call
+    monkeypatch.setattr(calls, "Call", lambda *args, **kwargs: (
+        full.append(args) or call(*args, **kwargs)))
+    assert repository.get_stash(INSTANCE) == stash
+    assert full
+    kept.keep(held)
+
+
+@on_servers
+def test_a_failed_bare_read_is_made_again_in_full(stashed, monkeypatch):
+    """A bare read that fails closes its Connection and leaves the read to
+    the full path, which answers; an interrupt (not an Exception) is not
+    caught, and closes its Connection too."""
+    repository = stashed()
+    for _ in range(2):  # the route and the schema found, a Connection kept
+        repository.get_stash(INSTANCE)
+    used = []
+    sa.event.listen(repository.lone_engines.reader(), "before_cursor_execute",
+                    lambda connection, *args: used.append(connection))
+    statements = type(dialects.for_dialect(
+        repository.lone_engines.dialect_name))
+    fold = statements.fold
+    failures = []
+
+    def fail_once(self, result):
+        if failures:
+            raise failures.pop()
+        return fold(self, result)
+
+    monkeypatch.setattr(statements, "fold", fail_once)
+    failures.append(RuntimeError("a bare read's failure"))
+    assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
+    assert not failures
+    bare, full = used
+    assert bare.closed and not full.closed
+    used.clear()
+    failures.append(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        repository.get_stash(INSTANCE)
+    [interrupted] = used
+    assert interrupted is full and interrupted.closed
     assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
 
 

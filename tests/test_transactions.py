@@ -243,6 +243,33 @@ def test_every_read_and_the_delete_join_the_callers_transaction(
             [INSTANCE], context=context) == {INSTANCE: stashed}
 
 
+def test_reads_made_alone_before_still_join_the_callers_transaction(
+        repository, nova):
+    """Once lone reads of the same repository run bare on a kept
+    Connection (calls.Database.bare_read), a read made inside the caller's
+    transaction still joins it and sees its stash not committed yet."""
+    context_manager, _, nova_repository = nova
+    context = RequestContext()
+    other = "0c9e1b7a-4f3d-4a2e-9b8c-7d6e5f4a3b2c"
+    nova_repository.stash_roles(other, project_id="p", user_id="u",
+                                roles=["member"])
+    for _ in range(3):
+        assert nova_repository.get_stash(other, context=context).roles == (
+            "member",)
+    with pytest.raises(Boom):
+        with context_manager.writer.using(context):
+            stashed = nova_repository.stash_from_context(context, INSTANCE)
+            assert nova_repository.get_stash(INSTANCE,
+                                             context=context) == stashed
+            assert nova_repository.get_stashes(
+                [INSTANCE, other], context=context)[INSTANCE] == stashed
+            assert nova_repository.get_stash_and_replies(
+                INSTANCE, context=context) == (stashed, {})
+            raise Boom()
+    with pytest.raises(exception.StashNotFound):
+        nova_repository.get_stash(INSTANCE, context=context)
+
+
 @pytest.mark.parametrize("server", ["postgresql", "postgresql-psycopg"],
                          indirect=True)
 def test_a_serialization_failure_in_a_callers_transaction_is_a_deadlock(

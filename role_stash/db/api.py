@@ -302,17 +302,18 @@ class StashRepository(reply_cache.ReplyCacheOperations,
         instance_uuid = validation.instance_uuid(instance_uuid)
         expected_project_id = validation.optional_text(
             expected_project_id, "expected_project_id")
-        call = self._call(context, writer=False)
-        statements = call.statements
 
-        def read(connection, instance_uuids):
+        def read(statements, connection, instance_uuids):
             return {stash.instance_uuid: stash for stash in statements.fold(
                 connection.execute(statements.read_one, {
                     "instance_uuid": instance_uuids[0]})).values()
                 if expected_project_id in (None, stash.project_id)}
 
-        stash = call.read_replica_first(read, [instance_uuid]).get(
-            instance_uuid)
+        found = self._database.bare_read(context, read, [instance_uuid])
+        if found is None:
+            found = self._call(context, writer=False).read_replica_first(
+                read, [instance_uuid])
+        stash = found.get(instance_uuid)
         if stash is None:
             raise exception.StashNotFound(instance_uuid)
         return stash
@@ -323,16 +324,18 @@ class StashRepository(reply_cache.ReplyCacheOperations,
         instance_uuids = validation.instance_uuids(instance_uuids)
         if not instance_uuids:
             return {}
-        call = self._call(context, writer=False)
-        statements = call.statements
 
-        def read(connection, instance_uuids):
+        def read(statements, connection, instance_uuids):
             return {stash.instance_uuid: stash for stash in statements.fold(
                 connection.execute(statements.read_many,
                                    statements.bulk_parameters(
                                        instance_uuids))).values()}
 
-        return call.read_replica_first(read, instance_uuids)
+        found = self._database.bare_read(context, read, instance_uuids)
+        if found is None:
+            found = self._call(context, writer=False).read_replica_first(
+                read, instance_uuids)
+        return found
 
     def list_stashes(self, *, project_id=None, role=None, marker=None,
                      limit=None, context=None):

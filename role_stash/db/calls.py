@@ -10,6 +10,9 @@ lost connection. With a read replica configured ([database]
 slave_connection), the lone metadata reads ask it first, and the primary
 for what it lacks. Every call's work runs with role_stash's statements in
 the schema of its tables (see role_stash.db.schemas).
+
+A lone metadata read (the metadata GET's) is first tried once, bare, on a
+kept Connection of the reader engine (see Database.bare_read).
 """
 
 import threading
@@ -31,6 +34,9 @@ class Route(typing.NamedTuple):
     factory: object
     lone_engines: engines.LoneEngines
     statements: dialects.Statements
+    # The schema of role_stash's tables, or schemas.AUTOMATIC: not found
+    # yet when the route was worked out.
+    schema: object
 
 
 class Database:
@@ -142,8 +148,46 @@ class Database:
             lone = self.lone_engines
             route = self._route = Route(factory, lone, dialects.for_dialect(
                 lone.dialect_name,
-                None if schema is schemas.AUTOMATIC else schema))
+                None if schema is schemas.AUTOMATIC else schema), schema)
         return route
+
+    def bare_read(self, context, read, instance_uuids):
+        """Return {instance_uuid: value} of read(statements, connection,
+        uuids), a read of the statements' METADATA_READS made with context
+        (None, or the caller's enginefacade context), tried once, bare; or
+        None when it was not tried, or failed: the caller then makes the
+        read in full (Call.read_replica_first).
+
+        It is tried when the read is made alone, with the route and the
+        schema known and a Connection kept: on that Connection, with no
+        retry, error translation or schema map around it (a connect, which
+        may fail, is left to the full read). A metadata GET
+        makes it amid the whole of Nova's request, which leaves the CPU's
+        caches cold, and every layer of Python around a statement then
+        costs its time again on every call. A bare try fails on what the
+        full read's first try would fail on; the full read then runs it
+        again, retried and translated: a read changes nothing, so running
+        it twice is safe.
+        """
+        route = self._route
+        if (route is None or route.schema is schemas.AUTOMATIC
+                or route.factory is not oslo_internals.factory_of(
+                    self.context_manager)
+                or oslo_internals.open_transaction(context) is not None):
+            return None
+        kept = route.lone_engines.kept_reader()
+        connection = None if kept is None else kept.take_kept()
+        if connection is None:
+            return None
+        try:
+            found = read(route.statements, connection, instance_uuids)
+        except BaseException as error:
+            connection.close()
+            if not isinstance(error, Exception):
+                raise
+            return None
+        kept.keep(connection)
+        return found
 
     def call(self, context, *, writer):
         """Return the Call of a repository method given context (None, or
@@ -228,8 +272,8 @@ class Call:
                 self._database.in_schema(work))
 
     def read_replica_first(self, read, instance_uuids):
-        """Return {instance_uuid: value} of read(connection, uuids), a
-        read of the statements' METADATA_READS.
+        """Return {instance_uuid: value} of read(statements, connection,
+        uuids), a read of the statements' METADATA_READS.
 
         Alone, with a read replica configured, read there first, and ask
         the primary for the instances the replica lacks: not replayed there
@@ -244,7 +288,8 @@ class Call:
             try:
                 found = lone.run_on_replica(
                     replica, self._database.in_schema(
-                        lambda connection: read(connection, instance_uuids),
+                        lambda connection: read(
+                            self.statements, connection, instance_uuids),
                         self.statements.schema))
             except exception.DatabaseError:
                 pass  # logged; the primary answers
@@ -253,7 +298,8 @@ class Call:
             if not instance_uuids:
                 return found
         primary = self.run(lambda connection: (
-            read(connection, instance_uuids)), metadata_read=True)
+            read(self.statements, connection, instance_uuids)),
+            metadata_read=True)
         return {**found, **primary} if found else primary
 
 

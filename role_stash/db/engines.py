@@ -272,6 +272,14 @@ class LoneEngines:
             return self._callers_writer()
         return self._built("reader", self._url, self._read_options)
 
+    def kept_reader(self):
+        """The kept_connections.KeptConnections of the engine of lone
+        reads, once it is built, where it keeps Connections and no replica
+        is configured (reads then ask the replica first); else None."""
+        if self._replica_url is not None:
+            return None
+        return self._kept.get(self._own.get("reader"))
+
     def replica(self):
         """The engine of lone reads on the replica ([database]
         slave_connection), built as reader() is; None when there is none,

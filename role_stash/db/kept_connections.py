@@ -56,27 +56,37 @@ class KeptConnections:
 
     def run(self, work):
         """Return work(connection) on a kept Connection, or a new one."""
-        connection = self._take()
+        connection = self.take()
         try:
             result = work(connection)
         except BaseException:
             connection.close()
             raise
-        self._keep(connection)
+        self.keep(connection)
         return result
 
-    def _take(self):
+    def take(self):
+        """Return a kept Connection, or a new one; hand it back with keep()
+        when its work is done, or close it when its work raised."""
+        connection = self.take_kept()
+        return self._engine.connect() if connection is None else connection
+
+    def take_kept(self):
+        """Return a kept Connection, as take() does, or None when none is
+        kept: nothing connects."""
         while True:
             try:
                 connection = self._free.pop()
             except IndexError:
-                return self._engine.connect()
+                return None
             if not (connection.invalidated
                     or oslo_internals.outlived(connection)):
                 return connection
             connection.close()
 
-    def _keep(self, connection):
+    def keep(self, connection):
+        """Keep a Connection taken with take() or take_kept(), its work
+        done."""
         with self._lock:
             if not self._closed and len(self._free) < self._limit:
                 self._free.append(connection)

@@ -36,10 +36,8 @@ class ReplyCacheOperations:
         instance_uuid = validation.instance_uuid(instance_uuid)
         expected_project_id = validation.optional_text(
             expected_project_id, "expected_project_id")
-        call = self._call(context, writer=False)
-        statements = call.statements
 
-        def read(connection, instance_uuids):
+        def read(statements, connection, instance_uuids):
             stash, replies = statements.fold_with_replies(connection.execute(
                 statements.read_one_with_replies,
                 {"instance_uuid": instance_uuids[0]}))
@@ -48,8 +46,11 @@ class ReplyCacheOperations:
                 return {}
             return {stash.instance_uuid: (stash, replies)}
 
-        found = call.read_replica_first(read, [instance_uuid]).get(
-            instance_uuid)
+        found = self._database.bare_read(context, read, [instance_uuid])
+        if found is None:
+            found = self._call(context, writer=False).read_replica_first(
+                read, [instance_uuid])
+        found = found.get(instance_uuid)
         if found is None:
             raise exception.StashNotFound(instance_uuid)
         return found
