@@ -193,7 +193,9 @@ def test_a_failed_bare_read_is_made_again_in_full(stashed, monkeypatch):
 def test_killed_kept_sessions_cost_one_retry(stashed, migrated_url,
                                              database_events):
     """Every kept session ended by the server: the first read fails once,
-    its retry finds every kept Connection outlived, and no read fails."""
+    its retry finds every kept Connection outlived, and no read fails.
+    (No metadata read ran before, so none is tried bare: this is the full
+    path's retry.)"""
     repository = stashed(max_pool_size=4)
     barrier = threading.Barrier(4, timeout=TIMEOUT)
     sessions = set()
@@ -217,6 +219,24 @@ def test_killed_kept_sessions_cost_one_retry(stashed, migrated_url,
         assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
     assert database_events.retries == 1
     assert read_session(repository) not in sessions
+
+
+@on_servers
+def test_a_killed_session_under_bare_reads_costs_no_retry(stashed,
+                                                          migrated_url,
+                                                          database_events):
+    """Warm reads run bare (the route and the schema found): the first
+    read after the server ended the kept session fails its bare try, and
+    the full read that follows connects anew, with no retry."""
+    repository = stashed()
+    for _ in range(2):
+        repository.get_stash(INSTANCE)
+    session = read_session(repository)
+    helpers.end_sessions(migrated_url, {session})
+    for _ in range(5):
+        assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
+    assert database_events.retries == 0
+    assert read_session(repository) != session
 
 
 @on_servers
