@@ -56,7 +56,7 @@ class KeptConnections:
 
     def run(self, work):
         """Return work(connection) on a kept Connection, or a new one."""
-        connection = self.take()
+        connection = self._take()
         try:
             result = work(connection)
         except BaseException:
@@ -65,15 +65,14 @@ class KeptConnections:
         self.keep(connection)
         return result
 
-    def take(self):
-        """Return a kept Connection, or a new one; hand it back with keep()
-        when its work is done, or close it when its work raised."""
+    def _take(self):
         connection = self.take_kept()
         return self._engine.connect() if connection is None else connection
 
     def take_kept(self):
-        """Return a kept Connection, as take() does, or None when none is
-        kept: nothing connects."""
+        """Return a kept Connection, or None when none is kept: nothing
+        connects. Hand it back with keep() when its work is done, or close
+        it when its work raised."""
         while True:
             try:
                 connection = self._free.pop()
@@ -85,7 +84,7 @@ class KeptConnections:
             connection.close()
 
     def keep(self, connection):
-        """Keep a Connection taken with take() or take_kept(), its work
+        """Keep a Connection taken by run() or take_kept(), its work
         done."""
         with self._lock:
             if not self._closed and len(self._free) < self._limit:
