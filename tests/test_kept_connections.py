@@ -8,6 +8,7 @@ import multiprocessing
 import threading
 import time
 
+from oslo_db import exception as db_exc
 import pytest
 import sqlalchemy as sa
 
@@ -16,6 +17,7 @@ from role_stash.db import api
 from role_stash.db import calls
 from role_stash.db import dialects
 from role_stash.db import engines
+from role_stash.db import oslo_internals
 from tests import helpers
 
 INSTANCE = "3d7e1c2a-5b4f-4e6d-8a9b-0c1d2e3f4a5b"
@@ -151,6 +153,53 @@ def test_a_warm_metadata_read_runs_bare_on_a_kept_connection(stashed,
     assert repository.get_stash(INSTANCE) == stash
     assert full
     kept.keep(held)
+
+
+@on_servers
+def test_reads_run_bare_with_the_schema_given(stashed, monkeypatch):
+    """A repository told where its tables are (no schema to find) runs its
+    warm metadata reads bare too, once its reader engine is built."""
+    repository = stashed(schema=None)
+    for _ in range(2):  # the reader engine built, then found by the route
+        stash = repository.get_stash(INSTANCE)
+
+    def no_call(*args, **kwargs):
+        raise AssertionError("a warm metadata read built a Call")
+
+    monkeypatch.setattr(calls, "Call", no_call)
+    assert repository.get_stash(INSTANCE) == stash
+
+
+@on_servers
+def test_a_kept_connection_is_asked_again_after_an_invalidation(
+        stashed, migrated_url, monkeypatch):
+    """Whether the pool would replace a kept Connection is asked again only
+    after the pool saw an invalidation: one Connection's (the kept one
+    stays), or the whole pool's after a lost connection (the kept one,
+    older, is replaced, as the pool would replace it)."""
+    repository = stashed(max_pool_size=2)
+    session = read_session(repository)
+    asked = []
+    outlived = oslo_internals.outlived
+    monkeypatch.setattr(oslo_internals, "outlived", lambda connection: (
+        asked.append(connection) or outlived(connection)))
+    for _ in range(3):
+        assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
+    assert not asked
+    engine = repository.lone_engines.reader()
+    with engine.connect() as other:
+        other.invalidate()
+    assert read_session(repository) == session
+    assert len(asked) == 1
+    assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
+    assert len(asked) == 1
+    with engine.connect() as lost:
+        helpers.end_sessions(migrated_url, {helpers.session_id(lost)})
+        with pytest.raises(db_exc.DBConnectionError):
+            helpers.session_id(lost)
+        assert lost.invalidated
+    assert read_session(repository) != session
+    assert repository.get_stash(INSTANCE).roles == tuple(ROLES)
 
 
 @on_servers

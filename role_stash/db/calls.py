@@ -34,9 +34,10 @@ class Route(typing.NamedTuple):
     factory: object
     lone_engines: engines.LoneEngines
     statements: dialects.Statements
-    # The schema of role_stash's tables, or schemas.AUTOMATIC: not found
-    # yet when the route was worked out.
-    schema: object
+    # The kept_connections.KeptConnections a lone metadata read is tried
+    # bare on (see Database.bare_read), or None: the schema of role_stash's
+    # tables not found yet, or no Connection kept here.
+    bare_reader: object
 
 
 class Database:
@@ -143,13 +144,21 @@ class Database:
         manager's factory, or the schema found, changed."""
         route = self._route
         factory = oslo_internals.factory_of(self.context_manager)
-        if route is None or route.factory is not factory:
+        if route is None or route.factory is not factory or (
+                route.bare_reader is None
+                and self._bare_reader() is not None):
             schema = self.schema
             lone = self.lone_engines
             route = self._route = Route(factory, lone, dialects.for_dialect(
                 lone.dialect_name,
-                None if schema is schemas.AUTOMATIC else schema), schema)
+                None if schema is schemas.AUTOMATIC else schema),
+                self._bare_reader())
         return route
+
+    def _bare_reader(self):
+        if self.schema is schemas.AUTOMATIC:
+            return None
+        return self.lone_engines.kept_reader()
 
     def bare_read(self, context, read, instance_uuids):
         """Return {instance_uuid: value} of read(statements, connection,
@@ -172,23 +181,23 @@ class Database:
         the three frames above the statement, and they name the method.
         """
         route = self._route
-        if (route is None or route.schema is schemas.AUTOMATIC
+        if (route is None or route.bare_reader is None
                 or route.factory is not oslo_internals.factory_of(
                     self.context_manager)
                 or oslo_internals.open_transaction(context) is not None):
             return None
-        kept = route.lone_engines.kept_reader()
-        connection = None if kept is None else kept.take_kept()
-        if connection is None:
+        kept_reader = route.bare_reader
+        kept = kept_reader.take_kept()
+        if kept is None:
             return None
         try:
-            found = read(route.statements, connection, instance_uuids)
+            found = read(route.statements, kept.connection, instance_uuids)
         except BaseException as error:
-            connection.close()
+            kept.connection.close()
             if not isinstance(error, Exception):
                 raise
             return None
-        kept.keep(connection)
+        kept_reader.keep(kept)
         return found
 
     def call(self, context, *, writer):
@@ -199,6 +208,7 @@ class Database:
 
     def close(self):
         """Dispose of the engines built for lone calls."""
+        self._route = None  # it holds their kept Connections
         if self._engines is not None:
             self._engines.close()
 

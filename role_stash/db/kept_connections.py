@@ -12,20 +12,31 @@ filters see them).
 
 The list is last in, first out (the connection used last is the one the
 server and the CPU caches still hold warm), shared by every thread and
-bound to none. It keeps at most the pool's size; a kept Connection counts
-as checked out, so max_pool_size and max_overflow still bound the
-process's connections. A Connection is closed instead of kept when its
-work raised, or when the list was closed meanwhile; it is dropped at its
-next use when its pool would have replaced it (invalidated, past
-connection_recycle_time, or older than the pool's last invalidation after
-a lost connection). After a server restart the first call fails once and
-invalidates the pool, and its retry finds every kept Connection outlived.
-Not used under eventlet, where oslo.db's check-in yield is wanted.
+bound to none, and takes no lock: a deque's pop and append are atomic. It
+keeps at most the pool's size; a kept Connection counts as checked out,
+so max_pool_size and max_overflow still bound the process's connections.
+A Connection is closed instead of kept when its work raised, or when the
+list was closed meanwhile; it is dropped at its next use when its pool
+would have replaced it (invalidated, past connection_recycle_time, or
+older than the pool's last invalidation after a lost connection). After a
+server restart the first call fails once and invalidates the pool, and
+its retry finds every kept Connection outlived. Not used under eventlet,
+where oslo.db's check-in yield is wanted.
+
+Asking SQLAlchemy whether its pool would replace a Connection reads the
+Connection's pool record and the pool itself, which a metadata GET finds
+cold in the CPU's caches, at every take. So each kept Connection carries
+when its age will pass connection_recycle_time, and the pool's
+invalidations are counted by its own events ("invalidate",
+"soft_invalidate"): a Connection is asked again only after one.
 """
 
 import collections
-import threading
+import time
+import typing
 import weakref
+
+import sqlalchemy as sa
 
 from role_stash.db import oslo_internals
 
@@ -43,6 +54,18 @@ def forget_parent_connections():
         kept.forget()
 
 
+class Kept(typing.NamedTuple):
+    """A Connection taken from a KeptConnections, to hand back with keep()
+    when its work is done, or to close when its work raised."""
+
+    connection: sa.engine.Connection
+    # The pool's invalidations counted when the Connection was last found
+    # one its pool would keep.
+    invalidations: int
+    # When its pool would replace it for its age (time.time()).
+    replace_at: float
+
+
 class KeptConnections:
     """The Connections of one engine kept between lone calls."""
 
@@ -50,63 +73,98 @@ class KeptConnections:
         self._engine = engine
         self._limit = engine.pool.size()
         self._free = collections.deque()
-        self._lock = threading.Lock()
         self._closed = False
+        # Its listeners hold the counter, not this object: the engine then
+        # holds no reference to the kept Connections, which would wait for
+        # the cycle collector once the engine's owner dropped it unclosed.
+        self._invalidations = _Counter()
+        for name in ("invalidate", "soft_invalidate"):
+            sa.event.listen(engine, name, self._invalidations.count)
         _LISTS_OF_THIS_PROCESS.add(self)
 
     def run(self, work):
         """Return work(connection) on a kept Connection, or a new one."""
-        connection = self._take()
+        kept = self.take_kept()
+        if kept is None:
+            invalidations = self._invalidations.counted
+            connection = self._engine.connect()
+            kept = Kept(connection, invalidations,
+                        oslo_internals.replaced_at(connection))
         try:
-            result = work(connection)
+            result = work(kept.connection)
         except BaseException:
-            connection.close()
+            kept.connection.close()
             raise
-        self.keep(connection)
+        self.keep(kept)
         return result
 
-    def _take(self):
-        connection = self.take_kept()
-        return self._engine.connect() if connection is None else connection
-
     def take_kept(self):
-        """Return a kept Connection, or None when none is kept: nothing
-        connects. Hand it back with keep() when its work is done, or close
-        it when its work raised."""
+        """Return a Kept Connection, or None when none is kept: nothing
+        connects."""
         while True:
             try:
-                connection = self._free.pop()
+                kept = self._free.pop()
             except IndexError:
                 return None
+            if (kept.invalidations == self._invalidations.counted
+                    and time.time() < kept.replace_at):
+                return kept
+            invalidations = self._invalidations.counted
+            connection = kept.connection
             if not (connection.invalidated
                     or oslo_internals.outlived(connection)):
-                return connection
+                return kept._replace(invalidations=invalidations)
             connection.close()
 
-    def keep(self, connection):
-        """Keep a Connection taken by run() or take_kept(), its work
-        done."""
-        with self._lock:
-            if not self._closed and len(self._free) < self._limit:
-                self._free.append(connection)
+    def keep(self, kept):
+        """Keep a Connection taken by take_kept(), its work done."""
+        free = self._free
+        if not self._closed:
+            free.append(kept)
+            # Threads keeping theirs at once may pass the limit for a
+            # moment: each that finds the list too long closes its oldest.
+            if len(free) > self._limit:
+                try:
+                    _close_unpooled(free.popleft().connection)
+                except IndexError:
+                    pass
+            if not self._closed:
                 return
-        # Past the limit, its DBAPI connection is closed, not left idle in
-        # the pool: the process then holds at most the pool's size idle.
-        connection.detach()
-        connection.close()
+            # Closed meanwhile, perhaps after close() emptied the list.
+            self._close_kept()
+            return
+        _close_unpooled(kept.connection)
 
     def close(self):
         """Close every kept Connection; calls still running close theirs."""
-        with self._lock:
-            self._closed = True
-            kept = list(self._free)
-            self._free.clear()
-        for connection in kept:
-            connection.close()
+        self._closed = True
+        self._close_kept()
+
+    def _close_kept(self):
+        while True:
+            try:
+                kept = self._free.pop()
+            except IndexError:
+                return
+            kept.connection.close()
 
     def forget(self):
-        """In a forked child: leave the parent's Connections unclosed. A
-        new lock: another of the parent's threads may have held it."""
-        self._lock = threading.Lock()
+        """In a forked child: leave the parent's Connections unclosed."""
         _LEFT_BY_PARENT.extend(self._free)
         self._free.clear()
+
+
+class _Counter:
+    """The invalidations an engine's pool reported."""
+
+    counted = 0
+
+    def count(self, *event_arguments):
+        self.counted += 1
+
+
+def _close_unpooled(connection):
+    # Its DBAPI connection is closed, not left idle in the pool: the
+    # process then holds at most the pool's size idle.
+    connection.detach()
+    connection.close()

@@ -9,6 +9,7 @@ would replace it only at check-out. tests/test_engines.py and
 tests/test_kept_connections.py fail loudly if any of these move.
 """
 
+import math
 import time
 
 from oslo_config import cfg
@@ -152,6 +153,16 @@ def outlived(connection):
     return record is None or record._is_hard_or_soft_invalidated() or (
         pool._recycle > -1
         and time.time() - record.starttime > pool._recycle)
+
+
+def replaced_at(connection):
+    """When a Connection's pool would replace its DBAPI connection for its
+    age (connection_recycle_time), as time.time() tells; infinity where
+    the pool recycles none."""
+    pool = connection.engine.pool
+    if pool._recycle < 0:
+        return math.inf
+    return connection.connection._connection_record.starttime + pool._recycle
 
 
 def transaction_factory(transaction):
