@@ -118,22 +118,21 @@ class KeptConnections:
 
     def keep(self, kept):
         """Keep a Connection taken by take_kept(), its work done."""
+        if self._closed:
+            _close_unpooled(kept.connection)
+            return
         free = self._free
-        if not self._closed:
-            free.append(kept)
-            # Threads keeping theirs at once may pass the limit for a
-            # moment: each that finds the list too long closes its oldest.
-            if len(free) > self._limit:
-                try:
-                    _close_unpooled(free.popleft().connection)
-                except IndexError:
-                    pass
-            if not self._closed:
-                return
+        free.append(kept)
+        # Threads keeping theirs at once may pass the limit for a moment:
+        # each that finds the list too long closes the oldest.
+        if len(free) > self._limit:
+            try:
+                _close_unpooled(free.popleft().connection)
+            except IndexError:
+                pass
+        if self._closed:
             # Closed meanwhile, perhaps after close() emptied the list.
             self._close_kept()
-            return
-        _close_unpooled(kept.connection)
 
     def close(self):
         """Close every kept Connection; calls still running close theirs."""
