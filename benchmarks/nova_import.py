@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from role_stash.cmd import manage
 from role_stash.db import api
+from role_stash.db import dialects
 from role_stash.db import migration
 from role_stash.db import models
 from role_stash.db import nova_tables
@@ -83,11 +84,16 @@ def drop_database(url):
             os.remove(parsed.database)
         return
     engine, name = _admin(url)
+    if engine.dialect.name == "postgresql":
+        drops = [f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"]
+    else:
+        # And role_stash's own database beside it, where its tables went
+        # beside Nova's: left, the next run would find the last one's.
+        drops = [f"DROP DATABASE IF EXISTS {database}" for database in (
+            name, dialects.mysql_own_database(name))]
     with engine.connect() as connection:
-        connection.execute(sa.text(
-            f"DROP DATABASE IF EXISTS {name}"
-            + (" WITH (FORCE)" if engine.dialect.name == "postgresql"
-               else "")))
+        for drop in drops:
+            connection.execute(sa.text(drop))
     engine.dispose()
 
 

@@ -9,7 +9,10 @@ import subprocess
 import sys
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+from role_stash.db import dialects
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The script's backend names, by SQLAlchemy's.
@@ -320,3 +323,47 @@ def test_nova_engine_scenario_without_nova_says_it_is_skipped():
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith(
         "skipped: the nova extra is not installed"), result.stdout
+
+
+def _databases(url):
+    """The databases of url's server, or the file of a SQLite URL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return {parsed.database} if pathlib.Path(
+            parsed.database).exists() else set()
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return set(connection.scalars(sa.text(
+                "SELECT datname FROM pg_database"
+                if engine.dialect.name == "postgresql" else
+                "SELECT schema_name FROM information_schema.schemata")))
+    finally:
+        engine.dispose()
+
+
+def test_a_benchmark_database_is_dropped_with_role_stashs_beside_it(server):
+    """The benchmarks on Nova's schema drop their database with role_stash's
+    own database beside it (MySQL, where its tables go beside Nova's), so
+    a next run finds neither."""
+    url = server.new_database()
+    name = make_url(url).database
+    beside = dialects.mysql_own_database(name)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:  # SQLite's file made too
+            if engine.dialect.name == "mysql":
+                connection.execute(sa.text(f"CREATE DATABASE {beside}"))
+    finally:
+        engine.dispose()
+    survivor = server.new_database()
+    try:
+        assert name in _databases(url)
+        subprocess.run(
+            [sys.executable, "-c", "import sys; from benchmarks import "
+             "nova_import; nova_import.drop_database(sys.argv[1])", url],
+            cwd=ROOT, check=True, timeout=120)
+        left = _databases(survivor)
+        assert name not in left and beside not in left
+    finally:
+        server.drop_database(survivor)
