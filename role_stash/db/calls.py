@@ -144,15 +144,18 @@ class Database:
         manager's factory, or the schema found, changed."""
         route = self._route
         factory = oslo_internals.factory_of(self.context_manager)
+        if route is not None and route.factory is factory and (
+                route.bare_reader is not None):
+            return route
+        bare_reader = self._bare_reader()
         if route is None or route.factory is not factory or (
-                route.bare_reader is None
-                and self._bare_reader() is not None):
+                bare_reader is not None):
             schema = self.schema
             lone = self.lone_engines
             route = self._route = Route(factory, lone, dialects.for_dialect(
                 lone.dialect_name,
                 None if schema is schemas.AUTOMATIC else schema),
-                self._bare_reader())
+                bare_reader)
         return route
 
     def _bare_reader(self):
