@@ -187,3 +187,80 @@ def test_a_deadlock_inside_a_callers_transaction_rolls_it_back(
     # The pool's connection is usable again: the next call works.
     assert repository.stash_roles(INSTANCE, replace=True,
                                   **AFTER).user_id == "after"
+
+
+class Flicker:
+    """A rival that, inside a stash write, deletes the live stash as the
+    write goes to lock it and stashes another before the write's next
+    INSERT, for rounds rounds: each of the write's INSERTs meets a live
+    stash, and each lock finds none. Only on PostgreSQL: there a
+    conflicting INSERT locks nothing. MariaDB locks the duplicate it met
+    (the rival's delete would wait for the write), SQLite has one
+    writer."""
+
+    def __init__(self, url, rounds):
+        self.rival = api.StashRepository.from_url(url)
+        self.deletes = rounds
+        self.stashes = rounds - 1
+        self._locked = False
+        self._busy = False
+
+    def __call__(self, connection, cursor, statement, *args):
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            if "FOR UPDATE" in statement and self.deletes:
+                self.deletes -= 1
+                assert self.rival.delete_stash(INSTANCE)
+                self._locked = True
+            elif ("INSERT INTO role_stashes" in statement and self._locked
+                    and self.stashes):
+                self.stashes -= 1
+                self.rival.stash_roles(INSTANCE, **BEFORE)
+        finally:
+            self._busy = False
+
+    def __enter__(self):
+        sa.event.listen(sa.Engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *exc_info):
+        sa.event.remove(sa.Engine, "before_cursor_execute", self)
+        self.rival.close()
+
+
+@pytest.mark.parametrize("server", SERVERS[:2], indirect=True)
+def test_a_write_whose_rivals_keep_flickering_is_retried_not_refused(
+        migrated_url, repository, database_events):
+    """A replace that meets a live stash in every INSERT, gone again in
+    every lock, through all its attempts: no conflict exists, so it is
+    no StashConflict. Alone it is retried whole, and writes; in a
+    caller's transaction it is DatabaseDeadlock (oslo.db's DBDeadlock)
+    for the caller's retry, and writes nothing."""
+    repository.stash_roles(INSTANCE, **BEFORE)
+    with Flicker(migrated_url, api._WRITE_ATTEMPTS):
+        stash = repository.stash_roles(INSTANCE, replace=True, **AFTER)
+    assert stash.user_id == "after"
+    assert repository.get_stash(INSTANCE).roles == ("admin",)
+    assert database_events.retries == 1
+
+    repository.stash_roles(INSTANCE, replace=True, **BEFORE)
+    context_manager = enginefacade.transaction_context()
+    context_manager.configure(connection=migrated_url)
+    callers = api.StashRepository(context_manager)
+    context = Context()
+    try:
+        with Flicker(migrated_url, api._WRITE_ATTEMPTS), pytest.raises(
+                exception.DatabaseDeadlock) as raised:
+            with context_manager.writer.using(context):
+                callers.stash_roles(INSTANCE, replace=True, context=context,
+                                    **AFTER)
+    finally:
+        callers.close()
+        context_manager.dispose_pool()
+    assert isinstance(raised.value, db_exc.DBDeadlock)
+    assert database_events.retries == 1
+    # The rival's last delete stands; the write left nothing.
+    with pytest.raises(exception.StashNotFound):
+        repository.get_stash(INSTANCE)

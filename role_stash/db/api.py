@@ -12,6 +12,7 @@ housekeeping's: StashRepository is made of the three.
 
 import logging
 
+from oslo_db import exception as db_exc
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
@@ -36,8 +37,8 @@ __all__ = ["CachedReply", "Stash", "StashRepository", "StashWritten",
 
 LOG = logging.getLogger(__name__)
 
-# How often a write tries its INSERT again after the live stash that
-# blocked it was deleted before it could be read.
+# How often a write tries its INSERT again, in one transaction, after the
+# live stash that blocked it was deleted before it could be read.
 _WRITE_ATTEMPTS = 3
 
 _UPDATE_STASH = sa.update(STASHES).where(
@@ -69,7 +70,11 @@ def _insert_or_lock(connection, statements, wanted, now):
 
     When the live stash that blocked the INSERT is deleted before it can
     be read, the INSERT is tried again: the rival is gone, so there is no
-    conflict to report.
+    conflict to report. Rivals that keep stashing and deleting in between
+    (PostgreSQL: a conflicting INSERT locks nothing) end the attempts with
+    oslo.db's DBDeadlock, as a serialization failure would: a lone call is
+    retried whole after a pause, a caller's transaction is the caller's to
+    retry.
     """
     for _ in range(_WRITE_ATTEMPTS):
         if statements.insert_new_stash(
@@ -80,7 +85,7 @@ def _insert_or_lock(connection, statements, wanted, now):
         if live:
             [(stash_id, current)] = live.items()
             return stash_id, current
-    raise exception.StashConflict(wanted.instance_uuid)
+    raise db_exc.DBDeadlock()
 
 
 def _write_stash(connection, statements, wanted, replace, now):
@@ -108,22 +113,6 @@ def _write_stash(connection, statements, wanted, replace, now):
     connection.execute(dialects.DELETE_REPLIES,
                        {"uuid": wanted.instance_uuid})
     return wanted._replace(created_at=current.created_at, updated_at=now)
-
-
-def _validated_stash(instance_uuid, project_id, user_id, roles,
-                     project_domain_id=None, user_domain_id=None, prefix=""):
-    """Return the Stash of validated, normalized arguments; the fields an
-    error names start with prefix."""
-    return Stash(
-        instance_uuid=validation.instance_uuid(
-            instance_uuid, f"{prefix}instance_uuid"),
-        project_id=validation.text(project_id, f"{prefix}project_id"),
-        user_id=validation.text(user_id, f"{prefix}user_id"),
-        roles=validation.role_names(roles, f"{prefix}roles"),
-        project_domain_id=validation.optional_text(
-            project_domain_id, f"{prefix}project_domain_id"),
-        user_domain_id=validation.optional_text(
-            user_domain_id, f"{prefix}user_domain_id"))
 
 
 class StashRepository(reply_cache.ReplyCacheOperations,
@@ -195,7 +184,7 @@ class StashRepository(reply_cache.ReplyCacheOperations,
         different payload for a live stash raises StashConflict, unless
         replace is True (rebuild, or roles refreshed by an admin).
         """
-        wanted = _validated_stash(
+        wanted = validation.stash(
             instance_uuid, project_id, user_id, roles, project_domain_id,
             user_domain_id)
         replace = validation.flag(replace, "replace")
@@ -253,7 +242,7 @@ class StashRepository(reply_cache.ReplyCacheOperations,
             if not isinstance(stash, Stash):
                 raise exception.InvalidArgument(
                     field, f"expected a Stash, got {type(stash).__name__}")
-            wanted.append(_validated_stash(
+            wanted.append(validation.stash(
                 stash.instance_uuid, stash.project_id, stash.user_id,
                 stash.roles, stash.project_domain_id, stash.user_domain_id,
                 prefix=f"{field}."))

@@ -115,6 +115,21 @@ def role_names(value, field="roles"):
     return names
 
 
+def stash(uuid, project_id, user_id, roles, project_domain_id=None,
+          user_domain_id=None, prefix=""):
+    """Return the Stash of validated, normalized arguments; the fields an
+    error names start with prefix."""
+    return values.Stash(
+        instance_uuid=instance_uuid(uuid, f"{prefix}instance_uuid"),
+        project_id=text(project_id, f"{prefix}project_id"),
+        user_id=text(user_id, f"{prefix}user_id"),
+        roles=role_names(roles, f"{prefix}roles"),
+        project_domain_id=optional_text(
+            project_domain_id, f"{prefix}project_domain_id"),
+        user_domain_id=optional_text(
+            user_domain_id, f"{prefix}user_domain_id"))
+
+
 def instance_uuids(value, field="instance_uuids"):
     """Return the distinct UUIDs, canonical, in the order given."""
     if isinstance(value, (str, bytes)) or not isinstance(
