@@ -41,10 +41,6 @@ LOG = logging.getLogger(__name__)
 # live stash that blocked it was deleted before it could be read.
 _WRITE_ATTEMPTS = 3
 
-_UPDATE_STASH = sa.update(STASHES).where(
-    STASHES.c.id == sa.bindparam("stash_id"), LIVE)
-_DELETE_ROLES = sa.delete(ROLES).where(
-    ROLES.c.stash_id == sa.bindparam("stash_id"))
 _DELETED_AT = sa.select(STASHES.c.id).where(
     STASHES.c.instance_uuid == sa.bindparam("uuid"),
     STASHES.c.deleted != 0,
@@ -103,14 +99,14 @@ def _write_stash(connection, statements, wanted, replace, now):
     if not replace:
         raise exception.StashConflict(wanted.instance_uuid)
     # The row is locked: nothing can delete it before the UPDATE.
-    connection.execute(_UPDATE_STASH, {
+    connection.execute(statements.update_stash, {
         "stash_id": stash_id, "updated_at": now,
         **_replaceable_columns(wanted)})
-    connection.execute(_DELETE_ROLES, {"stash_id": stash_id})
+    connection.execute(statements.delete_roles, {"stash_id": stash_id})
     if wanted.roles:
-        dialects.insert_roles(connection, stash_id, wanted.roles)
+        statements.insert_roles(connection, stash_id, wanted.roles)
     # The replies were answers to what the stash said before.
-    connection.execute(dialects.DELETE_REPLIES,
+    connection.execute(statements.delete_replies,
                        {"uuid": wanted.instance_uuid})
     return wanted._replace(created_at=current.created_at, updated_at=now)
 
@@ -198,14 +194,15 @@ class StashRepository(reply_cache.ReplyCacheOperations,
             # the transaction below decides.
             if call.run_in_autocommit(lambda connection: (
                     statements.insert_new_stash(
-                        connection, _stash_row(wanted, now), wanted.roles))):
+                        connection, _stash_row(wanted, now), wanted.roles)),
+                    named=True):
                 stash = wanted._replace(created_at=now)
         if stash is None:
             stash = call.run(
                 lambda connection: _write_stash(
                     connection, statements, wanted, replace, now),
                 on_duplicate=calls.raising(exception.StashConflict,
-                                           wanted.instance_uuid))
+                                           wanted.instance_uuid), named=True)
         LOG.debug("Stashed the boot roles of instance %s", stash.instance_uuid)
         return stash
 
@@ -275,7 +272,7 @@ class StashRepository(reply_cache.ReplyCacheOperations,
             # gone, on PostgreSQL, and a new one goes one by one).
             found = call.run(write_all, on_duplicate=lambda: None)
         if found is None:
-            found = call.run(write_one_by_one)
+            found = call.run(write_one_by_one, named=True)
         LOG.debug("Stashed the boot roles of %d instances",
                   len(wanted) - len(found))
         return found

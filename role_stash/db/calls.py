@@ -248,14 +248,14 @@ class Call:
         self._lone_engines = route.lone_engines
         self.statements = route.statements
 
-    def run(self, work, *, on_duplicate=None, metadata_read=False):
+    def run(self, work, *, on_duplicate=None, named=False):
         """Return work(connection), in the caller's transaction or alone,
         retried. When the database reports a duplicate entry, return
         on_duplicate() instead (it may raise); without it, that is a
-        DatabaseError. metadata_read: work runs only the statements'
-        METADATA_READS, which may name their schema themselves."""
-        work = self._database.in_schema(
-            work, self.statements.schema if metadata_read else None)
+        DatabaseError. named: work runs only the statements'
+        METADATA_READS and STASH_WRITES, which may name their schema
+        themselves."""
+        work = self._database.in_schema(work, self._named_in(named))
         with errors.translated_errors():
             try:
                 if self.joined:
@@ -277,14 +277,20 @@ class Call:
         with manager.using(self._context) as connection:
             return work(connection)
 
-    def run_in_autocommit(self, work):
+    def run_in_autocommit(self, work, *, named=False):
         """Return work(connection) alone in autocommit, retried; None when
-        the call is joined, or lone reads are not in autocommit here."""
+        the call is joined, or lone reads are not in autocommit here.
+        named: as run's."""
         if self.joined:
             return None
         with errors.translated_errors():
             return self._lone_engines.run_in_autocommit(
-                self._database.in_schema(work))
+                self._database.in_schema(work, self._named_in(named)))
+
+    def _named_in(self, named):
+        """The schema a named call's statements name (see
+        Database.in_schema)."""
+        return self.statements.schema if named else None
 
     def read_replica_first(self, read, instance_uuids):
         """Return {instance_uuid: value} of read(statements, connection,
@@ -305,7 +311,7 @@ class Call:
                     replica, self._database.in_schema(
                         lambda connection: read(
                             self.statements, connection, instance_uuids),
-                        self.statements.schema))
+                        self._named_in(True)))
             except exception.DatabaseError:
                 pass  # logged; the primary answers
             instance_uuids = [instance_uuid for instance_uuid in
@@ -314,7 +320,7 @@ class Call:
                 return found
         primary = self.run(lambda connection: (
             read(self.statements, connection, instance_uuids)),
-            metadata_read=True)
+            named=True)
         return {**found, **primary} if found else primary
 
 

@@ -22,6 +22,7 @@ from role_stash.db import models
 from role_stash.db import schemas as stash_schemas
 
 INSTANCE = "6f1c4c5e-2d3b-4e4a-9c1d-3b2a1f0e9d8c"
+OTHER_INSTANCE = "0b9e8d7c-6a5f-4e3d-8c2b-1a0f9e8d7c6b"
 SERVERS = ["postgresql", "postgresql-psycopg", "mariadb"]
 
 
@@ -74,12 +75,13 @@ def test_db_sync_beside_nova_makes_a_schema_of_its_own(
 
 
 @pytest.mark.parametrize("server", SERVERS, indirect=True)
-def test_metadata_reads_name_the_schema_and_run_with_no_map(
+def test_metadata_reads_and_stash_writes_name_the_schema_and_run_with_no_map(
         nova_database_url, server, capsys):
     """In a schema of its own, the metadata reads (get_stash, get_stashes,
-    the read with cached replies) name it in their SQL, on a Connection
-    with no schema_translate_map, which SQLAlchemy would apply to the SQL
-    at every execution; every other call still runs with the map."""
+    the read with cached replies) and the stash writes (a create's, a
+    replace's) name it in their SQL, on a Connection with no
+    schema_translate_map, which SQLAlchemy would apply to the SQL at every
+    execution; every other call still runs with the map."""
     assert run_manage(capsys, "--database-url", nova_database_url, "db",
                       "sync")[0] == manage.OK
     own = own_schema_of(server, nova_database_url)
@@ -102,8 +104,17 @@ def test_metadata_reads_name_the_schema_and_run_with_no_map(
         assert list(repository.get_stashes([INSTANCE])) == [INSTANCE]
         assert repository.get_stash_and_replies(INSTANCE)[1] == {}
         assert len(seen) == 3, seen
+        repository.stash_roles(OTHER_INSTANCE, project_id="p", user_id="u",
+                               roles=["member"])
+        repository.stash_roles(INSTANCE, project_id="p", user_id="v",
+                               roles=["reader", "admin"], replace=True)
+        assert repository.get_stash(INSTANCE).roles == ("reader", "admin")
+        # The create: an INSERT, with its roles' where they are apart; the
+        # replace: its INSERT, the lock, the UPDATE, the roles' DELETE and
+        # INSERT, the replies' DELETE.
+        assert len(seen) > 3 + 6, seen
         for statement, translate in seen:
-            assert f"{own}.role_stashes" in statement.replace('"', "").replace(
+            assert f"{own}.role_stash" in statement.replace('"', "").replace(
                 "`", ""), statement
             assert translate is None, statement
         del seen[:]

@@ -12,7 +12,6 @@ every statement passes through SQLAlchemy's events and oslo.db's filters.
 from role_stash import exception
 from role_stash.db.dialects.base import CharacterSets  # noqa: F401
 from role_stash.db.dialects.base import DELETE_REPLIES  # noqa: F401
-from role_stash.db.dialects.base import insert_roles  # noqa: F401
 from role_stash.db.dialects.base import LIVE  # noqa: F401
 from role_stash.db.dialects.base import METADATA_READS  # noqa: F401
 from role_stash.db.dialects.base import mysql_own_database  # noqa: F401

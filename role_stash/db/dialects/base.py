@@ -42,10 +42,13 @@ STASHES_WITH_REPLIES = STASHES.outerjoin(
     REPLIES, REPLIES.c.instance_uuid == STASHES.c.instance_uuid)
 
 
-# The reads of a metadata GET, named in the schema of role_stash's tables
-# by name_schema(): a Connection's schema_translate_map would rewrite
-# their SQL on every execution.
+# The reads of a metadata GET, and the statements of a stash write (a
+# server create's, a rebuild's), named in the schema of role_stash's
+# tables by name_schema(): a Connection's schema_translate_map would
+# rewrite their SQL on every execution.
 METADATA_READS = ("read_one", "read_many", "read_one_with_replies")
+STASH_WRITES = ("new_stash", "new_roles", "lock_one", "update_stash",
+                "delete_roles", "delete_replies")
 
 
 def named_in(statement, schema):
@@ -70,16 +73,20 @@ class Statements:
     (through an outer join; a stash with no role gives one row whose name
     is NULL) and matches a bulk read with an IN list.
 
-    schema: the schema METADATA_READS name (None: they name none, and run
-    where a Connection's schema_translate_map puts them)."""
+    schema: the schema METADATA_READS and STASH_WRITES name (None: they
+    name none, and run where a Connection's schema_translate_map puts
+    them)."""
 
     schema = None
+    # The INSERT of a new stash's row (of the row and its roles where
+    # insert_new_stash is one statement): the dialect's.
+    new_stash = None
 
     def name_schema(self, schema):
-        """Name schema in the METADATA_READS, once, as the object is
-        built."""
+        """Name schema in the METADATA_READS and STASH_WRITES, once, as
+        the object is built."""
         self.schema = schema
-        for name in METADATA_READS:
+        for name in METADATA_READS + STASH_WRITES:
             setattr(self, name, named_in(getattr(self, name), schema))
 
     def __init__(self):
@@ -95,6 +102,13 @@ class Statements:
         # so that in a caller's REPEATABLE READ transaction it sees the
         # latest committed stash, not the transaction's older snapshot.
         self.lock_one = self.read_one.with_for_update()
+        # A stash write's other statements: its roles, and a replace's.
+        self.new_roles = sa.insert(ROLES)
+        self.update_stash = sa.update(STASHES).where(
+            STASHES.c.id == sa.bindparam("stash_id"), LIVE)
+        self.delete_roles = sa.delete(ROLES).where(
+            ROLES.c.stash_id == sa.bindparam("stash_id"))
+        self.delete_replies = DELETE_REPLIES
 
     def with_roles(self, stashes):
         """Return a SELECT of the stash columns of stashes (the table, or a
@@ -210,8 +224,14 @@ class Statements:
         None, having written nothing, when the instance has a live stash."""
         stash_id = self.insert_stash_row(connection, row)
         if stash_id is not None and roles:
-            insert_roles(connection, stash_id, roles)
+            self.insert_roles(connection, stash_id, roles)
         return stash_id
+
+    def insert_roles(self, connection, stash_id, roles):
+        """INSERT the roles of a stash, in order, in one executemany."""
+        connection.execute(self.new_roles, [
+            {"stash_id": stash_id, "position": position, "name": name}
+            for position, name in enumerate(roles)])
 
     def insert_stash_row(self, connection, row):
         """INSERT a stash row; return its id, or None if the instance has
@@ -283,15 +303,8 @@ class Statements:
                      for stash_id, names in zip(ids, roles)
                      for position, name in enumerate(names)]
         if role_rows:
-            connection.execute(sa.insert(ROLES), role_rows)
+            connection.execute(self.new_roles, role_rows)
         return ids
-
-
-def insert_roles(connection, stash_id, roles):
-    """INSERT the roles of a stash, in order, in one executemany."""
-    connection.execute(sa.insert(ROLES), [
-        {"stash_id": stash_id, "position": position, "name": name}
-        for position, name in enumerate(roles)])
 
 
 class CharacterSets(typing.NamedTuple):

@@ -30,7 +30,7 @@ class MySQL(Statements):
     """MySQL and MariaDB: no INSERT that skips a duplicate and says so, but
     a failed statement undoes only itself, the transaction goes on."""
 
-    _insert = sa.insert(STASHES)
+    new_stash = sa.insert(STASHES)
 
     # A lone write on the caller's engine costs two requests more than its
     # statements and COMMIT: the pool's pre-ping, and its ROLLBACK at
@@ -81,7 +81,7 @@ class MySQL(Statements):
     def insert_stash_row(self, connection, row):
         try:
             return connection.execute(
-                self._insert, row).inserted_primary_key[0]
+                self.new_stash, row).inserted_primary_key[0]
         except db_exc.DBDuplicateEntry:
             return None
 

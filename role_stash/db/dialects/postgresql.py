@@ -29,7 +29,7 @@ class PostgreSQL(Statements):
         # Of with_for_update(), only the stash row: the role names come
         # from a subquery, which FOR UPDATE cannot lock.
         self.lock_one = self.read_one.with_for_update(of=STASHES)
-        self._insert_new_stash = self._insert_new_stash_statement()
+        self.new_stash = self._new_stash_statement()
 
     def with_roles(self, stashes):
         columns = [stashes.c[column.name] for column in STASH_COLUMNS]
@@ -65,7 +65,7 @@ class PostgreSQL(Statements):
                 for row in result.all()}
 
     @staticmethod
-    def _insert_new_stash_statement():
+    def _new_stash_statement():
         """The stash row (skipped when the instance has a live stash) and
         its roles, the list :names in order, in one statement that returns
         the new stash's id, or no row."""
@@ -93,7 +93,7 @@ class PostgreSQL(Statements):
 
     def insert_new_stash(self, connection, row, roles):
         return connection.execute(
-            self._insert_new_stash, {**row, "names": list(roles)}).scalar()
+            self.new_stash, {**row, "names": list(roles)}).scalar()
 
     # A batch reads and writes a few rows by key, and is planned so, on
     # the indexes. For its values: psycopg 3 prepares a statement on the

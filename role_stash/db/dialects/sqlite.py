@@ -22,13 +22,13 @@ class SQLite(Statements):
         "poolclass": sa.pool.QueuePool,
     }
 
-    _insert = (sqlite.insert(STASHES)
+    new_stash = (sqlite.insert(STASHES)
                .on_conflict_do_nothing(
                    index_elements=["instance_uuid", "deleted"])
                .returning(STASHES.c.id))
 
     def insert_stash_row(self, connection, row):
-        return connection.execute(self._insert, row).scalar()
+        return connection.execute(self.new_stash, row).scalar()
 
     def own_schema(self, inspector):
         # A database attached to each connection under that name (see
