@@ -10,6 +10,7 @@ import random
 import string
 
 from oslo_db import exception as db_exc
+from oslo_db.sqlalchemy import enginefacade
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
@@ -84,45 +85,67 @@ def test_metadata_reads_and_stash_writes_name_the_schema_and_run_with_no_map(
     execution; every other call still runs with the map."""
     assert run_manage(capsys, "--database-url", nova_database_url, "db",
                       "sync")[0] == manage.OK
-    own = own_schema_of(server, nova_database_url)
     repository = api.StashRepository.from_url(nova_database_url)
+    try:
+        assert_named_where_they_may_be(
+            repository, own_schema_of(server, nova_database_url))
+    finally:
+        repository.close()
+
+
+@pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+def test_on_sqlite_they_name_the_attached_database(database_url):
+    """The same on SQLite, role_stash's tables in a database attached to
+    each connection."""
+    context_manager = enginefacade.transaction_context()
+    context_manager.configure(connection=database_url)
+    stash_schemas.attach_sqlite_database(
+        context_manager, f"{make_url(database_url).database}-role_stash")
+    with context_manager.writer.get_engine().begin() as connection:
+        migration.upgrade(connection, schema="role_stash")
+    repository = api.StashRepository(context_manager)
+    try:
+        assert_named_where_they_may_be(repository, "role_stash")
+    finally:
+        repository.close()
+        context_manager.writer.get_engine().dispose()
+
+
+def assert_named_where_they_may_be(repository, own):
     seen = []
 
     def executing(connection, cursor, statement, parameters, context,
                   executemany):
-        seen.append((statement, connection.get_execution_options().get(
-            "schema_translate_map")))
+        if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
+            seen.append((statement, connection.get_execution_options().get(
+                "schema_translate_map")))
 
-    try:
-        repository.stash_roles(INSTANCE, project_id="p", user_id="u",
-                               roles=["member"])
-        for engine in {repository.lone_engines.reader(),
-                       repository.lone_engines.writer()}:
-            sa.event.listen(engine, "before_cursor_execute", executing)
-        del seen[:]
-        assert repository.get_stash(INSTANCE).roles == ("member",)
-        assert list(repository.get_stashes([INSTANCE])) == [INSTANCE]
-        assert repository.get_stash_and_replies(INSTANCE)[1] == {}
-        assert len(seen) == 3, seen
-        repository.stash_roles(OTHER_INSTANCE, project_id="p", user_id="u",
-                               roles=["member"])
-        repository.stash_roles(INSTANCE, project_id="p", user_id="v",
-                               roles=["reader", "admin"], replace=True)
-        assert repository.get_stash(INSTANCE).roles == ("reader", "admin")
-        # The create: an INSERT, with its roles' where they are apart; the
-        # replace: its INSERT, the lock, the UPDATE, the roles' DELETE and
-        # INSERT, the replies' DELETE.
-        assert len(seen) > 3 + 6, seen
-        for statement, translate in seen:
-            assert f"{own}.role_stash" in statement.replace('"', "").replace(
-                "`", ""), statement
-            assert translate is None, statement
-        del seen[:]
-        repository.delete_stash(INSTANCE)
-        assert seen and all((translate or {}).get(None) == own
-                            for _, translate in seen), seen
-    finally:
-        repository.close()
+    repository.stash_roles(INSTANCE, project_id="p", user_id="u",
+                           roles=["member"])
+    for engine in {repository.lone_engines.reader(),
+                   repository.lone_engines.writer()}:
+        sa.event.listen(engine, "before_cursor_execute", executing)
+    assert repository.get_stash(INSTANCE).roles == ("member",)
+    assert list(repository.get_stashes([INSTANCE])) == [INSTANCE]
+    assert repository.get_stash_and_replies(INSTANCE)[1] == {}
+    assert len(seen) == 3, seen
+    repository.stash_roles(OTHER_INSTANCE, project_id="p", user_id="u",
+                           roles=["member"])
+    repository.stash_roles(INSTANCE, project_id="p", user_id="v",
+                           roles=["reader", "admin"], replace=True)
+    assert repository.get_stash(INSTANCE).roles == ("reader", "admin")
+    # The create: an INSERT, with its roles' where they are apart; the
+    # replace: its INSERT, the lock, the UPDATE, the roles' DELETE and
+    # INSERT, the replies' DELETE.
+    assert len(seen) > 3 + 6, seen
+    for statement, translate in seen:
+        assert f"{own}.role_stash" in statement.replace('"', "").replace(
+            "`", ""), statement
+        assert translate is None, statement
+    del seen[:]
+    repository.delete_stash(INSTANCE)
+    assert seen and all((translate or {}).get(None) == own
+                        for _, translate in seen), seen
 
 
 def test_a_database_of_role_stash_alone_keeps_the_default_schema(
