@@ -149,10 +149,8 @@ def outlived(connection):
     lost connection), or older than connection_recycle_time. A kept
     Connection (kept_connections) passes no check-out to be told."""
     record = connection.connection._connection_record
-    pool = connection.engine.pool
     return record is None or record._is_hard_or_soft_invalidated() or (
-        pool._recycle > -1
-        and time.time() - record.starttime > pool._recycle)
+        time.time() > replaced_at(connection))
 
 
 def replaced_at(connection):
